@@ -1,0 +1,305 @@
+"""Soft k-nearest-neighbour aggregation over token sets: ``(B, N, E)`` queries → ``(B, N, k, F)``.
+
+Queries are processed in chunks; under autograd each chunk is checkpointed, so the k weight
+matrices of a chunk are recomputed in backward instead of being stored for every query. Peak
+memory is then one chunk's working set, whatever N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from n3seq._checks import (
+    as_temperature,
+    check_enough_candidates,
+    check_finite,
+    check_floating,
+    check_k,
+    check_mask,
+    check_rank,
+    compute_dtype,
+)
+from n3seq.relaxation import continuous_knn_unchecked
+
+#: Elements of one chunk's (queries × candidates) score matrix; about 16 MiB in float32.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def window_candidates(
+    num_tokens: int, radius: int, device: torch.device | str | None = None
+) -> Tensor:
+    """Indices of a 1-D sliding window of ``2·radius + 1`` tokens around each token.
+
+    Near the borders the window is shifted inward rather than cut, so every query keeps the
+    same number of candidates (``window_candidates(10, 2)[0, 0]`` is ``[0, 1, 2, 3, 4]``).
+
+    Args:
+        num_tokens: sequence length N (must be >= 2·radius + 1).
+        radius: half width r >= 0.
+        device: device of the returned tensor.
+
+    Returns:
+        LongTensor of shape ``(1, N, 2r + 1)``, usable as ``candidates`` of
+        :func:`knn_aggregate`; each row is sorted and contains the query's own index.
+
+    Example:
+        >>> window_candidates(5, 1)[0]
+        tensor([[0, 1, 2],
+                [0, 1, 2],
+                [1, 2, 3],
+                [2, 3, 4],
+                [2, 3, 4]])
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    width = 2 * radius + 1
+    if num_tokens < width:
+        raise ValueError(
+            f"num_tokens={num_tokens} is smaller than the window 2*radius+1={width} "
+            f"(radius={radius})"
+        )
+    start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
+    return (start[:, None] + torch.arange(width, device=device))[None]
+
+
+def _validate(
+    query: Tensor, keys: Tensor, values: Tensor, k: int, candidates: Tensor | None,
+    mask: Tensor | None, exclude_self: bool,
+) -> None:
+    for name, x, layout in (("query", query, "B, N, E"), ("keys", keys, "B, M, E"),
+                            ("values", values, "B, M, F")):
+        check_floating(x, name)
+        check_rank(x, name, layout)
+    check_k(k)
+    (b, n, e), (bk, m, ek), (bv, mv, _) = query.shape, keys.shape, values.shape
+    if not (b == bk == bv):
+        raise ValueError(
+            f"batch sizes differ: query {tuple(query.shape)}, keys {tuple(keys.shape)}, "
+            f"values {tuple(values.shape)}"
+        )
+    if e != ek:
+        raise ValueError(
+            f"query and keys must share the embedding dim E: query {tuple(query.shape)}, "
+            f"keys {tuple(keys.shape)}"
+        )
+    if m != mv:
+        raise ValueError(
+            f"keys and values must have the same number of tokens M: keys "
+            f"{tuple(keys.shape)}, values {tuple(values.shape)}"
+        )
+    if n == 0 or m == 0:
+        raise ValueError(f"empty set: query has N={n} tokens, keys have M={m}")
+    if exclude_self and n != m:
+        raise ValueError(
+            f"exclude_self needs the query set to be the key set (N == M), got N={n}, M={m}"
+        )
+    for name, x in (("query", query), ("keys", keys), ("values", values)):
+        check_finite(x, name)
+    if mask is not None:
+        check_mask(mask, "mask", (b, m), "B, M")
+    if candidates is None:
+        num = m - int(exclude_self)
+        if num < k:
+            extra = " after exclude_self" if exclude_self else ""
+            raise ValueError(f"k={k} is larger than the number of candidates M={num}{extra}")
+        if mask is not None:
+            valid = mask.expand(b, m).sum(-1, keepdim=True)
+            if exclude_self:
+                valid = valid - mask.expand(b, m).long()
+            check_enough_candidates(valid, k, "mask (and exclude_self)" if exclude_self
+                                    else "mask")
+        return
+    if isinstance(candidates, Tensor) and candidates.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"candidates must be an int64/int32 tensor, got {candidates.dtype}")
+    if not isinstance(candidates, Tensor) or candidates.dim() != 3 or \
+            candidates.shape[0] not in (1, b) or candidates.shape[1] != n:
+        shape = tuple(candidates.shape) if isinstance(candidates, Tensor) else candidates
+        raise ValueError(f"candidates must have shape (B or 1, N, O) = ({b} or 1, {n}, O), "
+                         f"got {shape}")
+    o = candidates.shape[2]
+    if o < k:
+        raise ValueError(f"k={k} is larger than the number of candidates O={o}")
+    if candidates.numel() and (int(candidates.min()) < 0 or int(candidates.max()) >= m):
+        raise ValueError(
+            f"candidates must index keys in [0, {m}), got values in "
+            f"[{int(candidates.min())}, {int(candidates.max())}]"
+        )
+    if mask is not None or exclude_self:
+        valid = _candidate_mask(candidates, mask, exclude_self, 0, b)
+        check_enough_candidates(valid.sum(-1), k, "candidates after mask/exclude_self")
+
+
+def _candidate_mask(
+    idx: Tensor, mask: Tensor | None, exclude_self: bool, offset: int, batch: int
+) -> Tensor | None:
+    """Validity (B, n, O) of candidate indices ``idx`` for queries ``offset … offset + n``."""
+    valid = None
+    if mask is not None:
+        mask = mask.expand(batch, -1)
+        valid = torch.gather(mask, 1, idx.expand(batch, -1, -1).flatten(1)).view(
+            batch, *idx.shape[1:]
+        )
+    if exclude_self:
+        rows = torch.arange(offset, offset + idx.shape[1], device=idx.device)
+        not_self = idx != rows[:, None]
+        valid = not_self.expand(batch, -1, -1) if valid is None else valid & not_self
+    return valid
+
+
+def _gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[b, idx[b, n, o]]`` → (B, n, O, D) for x (B, M, D) and idx (B or 1, n, O)."""
+    batch = x.shape[0]
+    flat = idx.expand(batch, -1, -1).flatten(1)
+    return x.gather(1, flat[..., None].expand(-1, -1, x.shape[-1])).view(
+        batch, *idx.shape[1:], x.shape[-1]
+    )
+
+
+def _chunk_global(
+    q: Tensor, keys: Tensor, values: Tensor, t: Tensor, *, k: int, offset: int,
+    mask: Tensor | None, exclude_self: bool,
+) -> Tensor:
+    # −‖q − x‖² up to −‖q‖², which is constant per query and cancels in every softmax round.
+    scores = torch.baddbmm(
+        -keys.square().sum(-1)[:, None, :], q, keys.transpose(1, 2), alpha=2.0
+    )
+    valid = None
+    if mask is not None:
+        valid = mask.expand(q.shape[0], -1)[:, None, :]
+    if exclude_self:
+        cols = torch.arange(keys.shape[1], device=q.device)
+        rows = torch.arange(offset, offset + q.shape[1], device=q.device)
+        not_self = (rows[:, None] != cols[None, :])[None]
+        valid = not_self if valid is None else valid & not_self
+    if valid is not None:
+        valid = valid.expand_as(scores)
+    w = continuous_knn_unchecked(scores, k, t[..., None], valid)  # (B, n, k, M)
+    return torch.matmul(w.flatten(1, 2), values).unflatten(1, (q.shape[1], k))
+
+
+def _chunk_candidates(
+    q: Tensor, keys: Tensor, values: Tensor, t: Tensor, *, k: int, offset: int,
+    idx: Tensor, mask: Tensor | None, exclude_self: bool,
+) -> Tensor:
+    cand_keys = _gather_tokens(keys, idx)  # (B, n, O, E)
+    scores = -(q[:, :, None, :] - cand_keys).square().sum(-1)
+    valid = _candidate_mask(idx, mask, exclude_self, offset, q.shape[0])
+    w = continuous_knn_unchecked(scores, k, t[..., None], valid)  # (B, n, k, O)
+    return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
+
+
+def knn_aggregate(
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    k: int,
+    temperature: float | Tensor = 1.0,
+    *,
+    candidates: Tensor | None = None,
+    mask: Tensor | None = None,
+    exclude_self: bool = False,
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""Soft k-nearest-neighbour aggregation (the N³ aggregation step).
+
+    For every query token, scores each candidate key by the negative squared Euclidean
+    distance of the embeddings, runs :func:`~n3seq.continuous_knn` for ``k`` rounds and
+    returns the k weighted averages of the candidates' values.
+
+    Args:
+        query: query embeddings.
+        keys: key embeddings (same dim E as the queries).
+        values: features to aggregate, one per key.
+        k: number of neighbours.
+        temperature: positive float or tensor broadcastable to ``(B, N)`` (one per query).
+        candidates: ``None`` to search all M keys, or a LongTensor ``(B or 1, N, O)`` of key
+            indices per query (see :func:`window_candidates` for 1-D windows).
+        mask: key padding mask ``(B, M)``, ``True`` = real token.
+        exclude_self: never choose a query as its own neighbour (needs query set == key set,
+            i.e. token n of the queries is token n of the keys).
+        chunk_size: queries per chunk; default keeps a chunk's score matrix near
+            :data:`CHUNK_ELEMENTS` elements.
+
+    Returns:
+        Aggregated neighbours ``(B, N, k, F)`` in the dtype of ``values``.
+
+    Shape:
+        - query: :math:`(B, N, E)`
+        - keys: :math:`(B, M, E)`
+        - values: :math:`(B, M, F)`
+        - output: :math:`(B, N, k, F)`
+
+    Example:
+        >>> x = torch.randn(2, 100, 16)
+        >>> knn_aggregate(x, x, x, k=4, temperature=0.5, exclude_self=True).shape
+        torch.Size([2, 100, 4, 16])
+    """
+    _validate(query, keys, values, k, candidates, mask, exclude_self)
+    b, n, _ = query.shape
+    dtype = compute_dtype(query, keys, values)
+    t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype, device=query.device)
+    t = t.expand(b, n)
+    out_dtype = values.dtype
+    query, keys, values = query.to(dtype), keys.to(dtype), values.to(dtype)
+
+    if candidates is None:
+        per_query = keys.shape[1]
+        chunk_fn: Callable[..., Tensor] = _chunk_global
+    else:
+        candidates = candidates.long()
+        per_query = candidates.shape[2] * (1 + (query.shape[2] + values.shape[2]) // 8)
+        chunk_fn = _chunk_candidates
+    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * per_query))
+    needs_grad = torch.is_grad_enabled() and any(
+        x.requires_grad for x in (query, keys, values, t)
+    )
+
+    outputs = []
+    with torch.autocast(query.device.type, enabled=False):
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            extra = {"k": k, "offset": start, "mask": mask, "exclude_self": exclude_self}
+            if candidates is not None:
+                extra["idx"] = candidates[:, start:stop]
+            args = (query[:, start:stop], keys, values, t[:, start:stop])
+            if needs_grad and step < n:
+                out = checkpoint(chunk_fn, *args, use_reentrant=False, **extra)
+            else:
+                out = chunk_fn(*args, **extra)
+            outputs.append(out)
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+    return out.to(out_dtype)
+
+
+class KNNAggregate(nn.Module):
+    """Module form of :func:`knn_aggregate` with fixed ``k`` and options.
+
+    Args:
+        k: number of neighbours.
+        exclude_self: never choose a query as its own neighbour.
+
+    Example:
+        >>> x = torch.randn(1, 50, 8)
+        >>> KNNAggregate(k=3, exclude_self=True)(x, x, x, temperature=1.0).shape
+        torch.Size([1, 50, 3, 8])
+    """
+
+    def __init__(self, k: int, exclude_self: bool = False) -> None:
+        super().__init__()
+        check_k(k)
+        self.k = k
+        self.exclude_self = exclude_self
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, temperature: float | Tensor = 1.0,
+        candidates: Tensor | None = None, mask: Tensor | None = None,
+    ) -> Tensor:
+        return knn_aggregate(query, keys, values, self.k, temperature, candidates=candidates,
+                             mask=mask, exclude_self=self.exclude_self)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, exclude_self={self.exclude_self}"
