@@ -1,0 +1,71 @@
+"""N³ for time series: overlapping windows as tokens, denoising, imputation and forecasting.
+
+Import explicitly (``import n3seq.timeseries``); the core package does not load adapters.
+
+Example:
+    >>> from n3seq.timeseries import SeriesModel
+    >>> model = SeriesModel(channels=1, window=8, stride=4, width=16)
+"""
+
+from n3seq.timeseries.baselines import (
+    linear_interpolation,
+    moving_average,
+    savitzky_golay,
+    seasonal_naive,
+)
+from n3seq.timeseries.candidates import padded_window_candidates
+from n3seq.timeseries.data import SeriesSplit, load_co2, load_split, load_sunspots, split_in_time
+from n3seq.timeseries.metrics import masked_mae, masked_mse
+from n3seq.timeseries.model import (
+    DenseStage,
+    LocalStage,
+    SeriesModel,
+    SeriesN3Stage,
+    SeriesNet,
+    matching_width,
+)
+from n3seq.timeseries.tasks import TASKS, forecast_mask, gap_mask, make_episode, random_crops
+from n3seq.timeseries.train import fit_series_model
+from n3seq.timeseries.windows import (
+    WindowTokens,
+    check_padding_mask,
+    covered_length,
+    fold_windows,
+    num_windows,
+    unfold_windows,
+    window_mask,
+)
+
+__all__ = [
+    "TASKS",
+    "DenseStage",
+    "LocalStage",
+    "SeriesModel",
+    "SeriesN3Stage",
+    "SeriesNet",
+    "SeriesSplit",
+    "WindowTokens",
+    "check_padding_mask",
+    "covered_length",
+    "fit_series_model",
+    "fold_windows",
+    "forecast_mask",
+    "gap_mask",
+    "linear_interpolation",
+    "load_co2",
+    "load_split",
+    "load_sunspots",
+    "make_episode",
+    "masked_mae",
+    "masked_mse",
+    "matching_width",
+    "moving_average",
+    "num_windows",
+    "padded_window_candidates",
+    "random_crops",
+    "savitzky_golay",
+    "seasonal_naive",
+    "split_in_time",
+    "unfold_windows",
+    "window_mask",
+]

@@ -1,0 +1,241 @@
+"""Window-token networks for series: local 1-D conv stages around one N³ stage.
+
+:class:`SeriesNet` maps ``(B, T, C_in) → (B, T, C_out)``; :class:`SeriesModel` wraps it for
+the three tasks (denoising, imputation, forecasting): it normalises each series by the mean
+and standard deviation of its observed steps, zero-fills missing values, appends the mask of
+observed points as extra channels, and predicts the complete clean series.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from n3seq._checks import check_finite, check_floating, check_rank
+from n3seq.aggregate import knn_aggregate
+from n3seq.block import N3Block, n3_output
+from n3seq.timeseries.candidates import padded_window_candidates
+from n3seq.timeseries.windows import (
+    _check_window,
+    check_padding_mask,
+    fold_windows,
+    unfold_windows,
+    window_mask,
+)
+
+
+class LocalStage(nn.Module):
+    """Residual 1-D convolution over the token axis: ``h + conv(relu(h))``, padding zeroed."""
+
+    def __init__(self, dim: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+        self.conv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        z = torch.relu(h)
+        if mask is not None:
+            z = z * mask[..., None]
+        return h + rearrange(self.conv(rearrange(z, "b n d -> b d n")), "b d n -> b n d")
+
+
+class SeriesN3Stage(nn.Module):
+    """Residual N³ stage ``h + Linear([h, ĥ₁ − h, …, ĥₖ − h])`` over window tokens.
+
+    Neighbours are searched over all tokens of the same series (``radius=None``) or in a
+    window of ``2·radius + 1`` tokens kept inside each series
+    (:func:`padded_window_candidates`); the query is excluded and padding tokens are never
+    chosen.
+
+    Args:
+        dim: token features D.
+        k: number of neighbours.
+        radius: ``None`` (global) or the window radius in tokens.
+        temperature_bias: scale of the learned temperature (see :class:`n3seq.N3Block`).
+    """
+
+    def __init__(self, dim: int, k: int = 4, radius: int | None = None,
+                 temperature_bias: float = 0.1) -> None:
+        super().__init__()
+        if radius is not None and (radius < 1 or 2 * radius < k):
+            raise ValueError(f"radius must be >= 1 and give 2*radius >= k={k}, got {radius}")
+        self.block = N3Block(dim, k, temperature_bias=temperature_bias)
+        self.radius = radius
+        self.proj = nn.Linear(self.block.out_dim, dim)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.radius is None:
+            out = self.block(h, mask=mask)
+        else:
+            b, n, _ = h.shape
+            lengths = mask.sum(-1) if mask is not None else h.new_full((b,), n, dtype=torch.long)
+            candidates = padded_window_candidates(lengths, n, self.radius)
+            emb = self.block.embedding(h)
+            neighbours = knn_aggregate(emb, emb, h, self.block.k, self.block.temperature(h),
+                                       candidates=candidates, mask=mask, exclude_self=True)
+            out = n3_output(h, neighbours, self.block.differences)
+        return h + self.proj(out)
+
+
+class DenseStage(nn.Module):
+    """The stand-in for :class:`SeriesN3Stage` in models without N³: ``h + Linear(relu(h))``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        return h + self.proj(torch.relu(h))
+
+
+class SeriesNet(nn.Module):
+    """Window tokens → local stages → N³ stage → local stages → windows folded back.
+
+    Args:
+        in_channels: input channels C_in.
+        out_channels: output channels C_out.
+        window: window length w (steps per token).
+        stride: window stride s (``s < w`` gives overlapping windows, averaged on folding).
+        width: token features D.
+        depth: local stages before and after the N³ stage.
+        k: neighbours of the N³ stage.
+        radius: ``None`` for N³ over all tokens of a series, else a window radius in tokens.
+        use_n3: ``False`` replaces the N³ stage by :class:`DenseStage` (the ablation).
+        kernel_size: kernel of the local convolutions over tokens.
+
+    Shape:
+        - x: :math:`(B, T, C_{in})`, optional padding ``mask`` :math:`(B, T)`
+        - output: :math:`(B, T, C_{out})`, zero on padded steps
+
+    Example:
+        >>> net = SeriesNet(2, 1, window=8, stride=4, width=16)
+        >>> net(torch.randn(3, 100, 2)).shape
+        torch.Size([3, 100, 1])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, window: int = 8,
+                 stride: int = 4, width: int = 32, depth: int = 2, k: int = 4,
+                 radius: int | None = None, use_n3: bool = True, kernel_size: int = 3) -> None:
+        super().__init__()
+        _check_window(window, stride)
+        if in_channels < 1 or out_channels < 1 or width < 1:
+            raise ValueError(f"in_channels, out_channels and width must be >= 1, got "
+                             f"{in_channels}, {out_channels}, {width}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.window, self.stride, self.use_n3 = window, stride, use_n3
+        self.embed = nn.Linear(window * in_channels, width)
+        self.pre = nn.ModuleList(LocalStage(width, kernel_size) for _ in range(depth))
+        self.mid = SeriesN3Stage(width, k, radius) if use_n3 else DenseStage(width)
+        self.post = nn.ModuleList(LocalStage(width, kernel_size) for _ in range(depth))
+        self.head = nn.Linear(width, window * out_channels)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        check_floating(x, "x")
+        check_rank(x, "x", "B, T, C")
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(f"x must have C={self.in_channels} channels, got shape "
+                             f"{tuple(x.shape)}")
+        length = x.shape[1]
+        if length < self.window:
+            raise ValueError(f"series length T={length} is shorter than window={self.window}")
+        tok_mask = None
+        if mask is not None:
+            check_padding_mask(mask, tuple(x.shape[:2]))
+            tok_mask = window_mask(mask, self.window, self.stride)
+            x = x * mask[..., None]
+        h = self.embed(unfold_windows(x, self.window, self.stride))
+        for stage in self.pre:
+            h = stage(h, tok_mask)
+        h = self.mid(h, tok_mask)
+        for stage in self.post:
+            h = stage(h, tok_mask)
+        y = fold_windows(self.head(torch.relu(h)), length, self.window, self.stride, tok_mask)
+        return y if mask is None else y * mask[..., None]
+
+
+class SeriesModel(nn.Module):
+    """Restores a complete, clean series from a noisy and/or partly observed one.
+
+    One model serves the three tasks: denoising (everything observed), imputation (gaps
+    unobserved) and forecasting (the last H steps unobserved). Each series is normalised by
+    the mean and standard deviation of its observed real steps (per channel), missing values
+    are zero-filled, and the ``observed`` mask is appended as C extra input channels; the net
+    predicts a correction of the zero-filled normalised series, and the result is mapped back
+    to the original scale.
+
+    Args:
+        channels: channels C of the series.
+        **net_kwargs: passed to :class:`SeriesNet` (``window``, ``stride``, ``width``,
+            ``depth``, ``k``, ``radius``, ``use_n3``, ``kernel_size``).
+
+    Shape:
+        - series: :math:`(B, T, C)`; values at unobserved points are ignored (may be NaN)
+        - observed: optional bool :math:`(B, T, C)`, ``True`` = value known
+        - mask: optional bool :math:`(B, T)` padding mask, ``True`` = real step
+        - output: :math:`(B, T, C)`, zero on padded steps
+
+    Example:
+        >>> model = SeriesModel(1, window=8, stride=4, width=16)
+        >>> x = torch.randn(2, 64, 1)
+        >>> observed = torch.ones(2, 64, 1, dtype=torch.bool)
+        >>> observed[:, 20:30] = False
+        >>> model(x, observed).shape
+        torch.Size([2, 64, 1])
+    """
+
+    def __init__(self, channels: int, **net_kwargs) -> None:
+        super().__init__()
+        self.channels = channels
+        self.net = SeriesNet(2 * channels, channels, **net_kwargs)
+
+    def forward(self, series: Tensor, observed: Tensor | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        check_floating(series, "series")
+        check_rank(series, "series", "B, T, C")
+        if series.shape[-1] != self.channels:
+            raise ValueError(f"series must have C={self.channels} channels, got shape "
+                             f"{tuple(series.shape)}")
+        if observed is None:
+            observed = torch.ones_like(series, dtype=torch.bool)
+        elif not isinstance(observed, Tensor) or observed.dtype != torch.bool:
+            got = observed.dtype if isinstance(observed, Tensor) else type(observed).__name__
+            raise TypeError(f"observed must be a bool tensor (True = known value), got {got}")
+        elif observed.shape != series.shape:
+            raise ValueError(f"observed must have the shape of series (B, T, C) = "
+                             f"{tuple(series.shape)}, got {tuple(observed.shape)}")
+        if mask is not None:
+            check_padding_mask(mask, tuple(series.shape[:2]))
+            observed = observed & mask[..., None]
+        known = observed.to(series.dtype)
+        x = torch.where(observed, series, torch.zeros_like(series))
+        check_finite(x, "series (observed points)")
+        count = known.sum(1, keepdim=True)
+        mean = x.sum(1, keepdim=True) / count.clamp(min=1)
+        var = ((x - mean).square() * known).sum(1, keepdim=True) / (count - 1).clamp(min=1)
+        std = var.sqrt().clamp(min=1e-3)
+        std = torch.where(count > 1, std, torch.ones_like(std))
+        z = (x - mean) / std * known
+        y = z + self.net(torch.cat([z, known], dim=-1), mask)
+        y = y * std + mean
+        return y if mask is None else y * mask[..., None]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def matching_width(target: int, build, widths: range = range(4, 513)) -> int:
+    """The width whose model ``build(width)`` has the parameter count closest to ``target``.
+
+    Used to give the model without N³ the parameter budget of the model with N³: its token
+    width is raised until the counts match as closely as an integer width allows.
+
+    Example:
+        >>> n3 = SeriesModel(1, width=32)
+        >>> w = matching_width(count_parameters(n3), lambda w: SeriesModel(1, width=w,
+        ...                    use_n3=False))
+    """
+    return min(widths, key=lambda w: abs(count_parameters(build(w)) - target))
