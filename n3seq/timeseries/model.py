@@ -231,11 +231,20 @@ def matching_width(target: int, build, widths: range = range(4, 513)) -> int:
     """The width whose model ``build(width)`` has the parameter count closest to ``target``.
 
     Used to give the model without N³ the parameter budget of the model with N³: its token
-    width is raised until the counts match as closely as an integer width allows.
+    width is raised until the counts match as closely as an integer width allows. The count
+    must grow with the width (it is bisected).
 
     Example:
         >>> n3 = SeriesModel(1, width=32)
         >>> w = matching_width(count_parameters(n3), lambda w: SeriesModel(1, width=w,
         ...                    use_n3=False))
     """
-    return min(widths, key=lambda w: abs(count_parameters(build(w)) - target))
+    lo, hi = 0, len(widths) - 1
+    while lo < hi:  # first width whose count reaches the target
+        mid = (lo + hi) // 2
+        if count_parameters(build(widths[mid])) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    near = [widths[i] for i in (lo - 1, lo) if 0 <= i < len(widths)]
+    return min(near, key=lambda w: abs(count_parameters(build(w)) - target))

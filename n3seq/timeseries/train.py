@@ -52,6 +52,6 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses
