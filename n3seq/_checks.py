@@ -89,14 +89,17 @@ def as_temperature(temperature: float | Tensor, target: torch.Size, name: str = 
     """Validates a temperature and returns it as a tensor broadcastable to ``target``."""
     if isinstance(temperature, Tensor):
         if not temperature.is_floating_point():
-            raise TypeError(f"{name} must be a float or floating-point tensor, got {temperature.dtype}")
+            raise TypeError(
+                f"{name} must be a float or floating-point tensor, got {temperature.dtype}"
+            )
         try:
             ok = torch.broadcast_shapes(temperature.shape, target) == target
         except RuntimeError:
             ok = False
         if not ok:
             raise ValueError(
-                f"{name} must be broadcastable to {tuple(target)}, got shape {tuple(temperature.shape)}"
+                f"{name} must be broadcastable to {tuple(target)}, "
+                f"got shape {tuple(temperature.shape)}"
             )
         t = temperature.to(dtype=dtype, device=device)
     elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):

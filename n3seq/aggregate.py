@@ -30,7 +30,10 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 def window_candidates(
-    num_tokens: int, radius: int, device: torch.device | str | None = None
+    num_tokens: int,
+    radius: int,
+    lengths: Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Indices of a 1-D sliding window of ``2·radius + 1`` tokens around each token.
 
@@ -40,11 +43,14 @@ def window_candidates(
     Args:
         num_tokens: sequence length N (must be >= 2·radius + 1).
         radius: half width r >= 0.
+        lengths: optional ``(B,)`` true lengths of right-padded sequences; windows are then
+            shifted inside ``[0, length)`` so they never reach padding (padded queries get
+            the last window of their sequence).
         device: device of the returned tensor.
 
     Returns:
-        LongTensor of shape ``(1, N, 2r + 1)``, usable as ``candidates`` of
-        :func:`knn_aggregate`; each row is sorted and contains the query's own index.
+        LongTensor of shape ``(1, N, 2r + 1)`` (``(B, N, 2r + 1)`` with ``lengths``), usable
+        as ``candidates`` of :func:`knn_aggregate`; each row is sorted and contiguous.
 
     Example:
         >>> window_candidates(5, 1)[0]
@@ -62,8 +68,21 @@ def window_candidates(
             f"num_tokens={num_tokens} is smaller than the window 2*radius+1={width} "
             f"(radius={radius})"
         )
-    start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
-    return (start[:, None] + torch.arange(width, device=device))[None]
+    offsets = torch.arange(width, device=device)
+    if lengths is None:
+        start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
+        return (start[:, None] + offsets)[None]
+    lengths = lengths.to(device=device, dtype=torch.long)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
+    if lengths.numel() and (int(lengths.min()) < width or int(lengths.max()) > num_tokens):
+        raise ValueError(
+            f"lengths must lie in [2*radius+1, num_tokens] = [{width}, {num_tokens}], got "
+            f"{lengths.tolist()}"
+        )
+    start = (torch.arange(num_tokens, device=device) - radius).clamp(min=0)
+    start = torch.minimum(start[None, :], (lengths - width)[:, None])
+    return start[..., None] + offsets
 
 
 def _validate(

@@ -52,7 +52,8 @@ class N3Block(nn.Module):
         differences: output ``x̂ⱼ − x`` (the paper) or the raw neighbours ``x̂ⱼ``.
 
     Shape:
-        - input: :math:`(B, T, D)`, optional key padding ``mask`` :math:`(B, T)`
+        - input: :math:`(B, T, D)`, optional key padding ``mask`` :math:`(B, T)` (with
+          ``radius``, sequences must be right-padded: ``True`` for a prefix of each row)
         - output: :math:`(B, T, (k + 1) D)`
 
     Example:
@@ -69,7 +70,7 @@ class N3Block(nn.Module):
         embed_dim: int | None = None,
         hidden: int | None = None,
         embedding: nn.Module | None = None,
-        temperature_net: nn.Module | None | bool = None,
+        temperature_net: nn.Module | bool | None = None,
         temperature_bias: float = 0.1,
         radius: int | None = None,
         differences: bool = True,
@@ -114,7 +115,9 @@ class N3Block(nn.Module):
         emb = self.embedding(x)
         candidates = None
         if self.radius is not None:
-            candidates = window_candidates(x.shape[1], self.radius, device=x.device)
+            # Right-padded sequences: keep each window inside its own sequence.
+            lengths = None if mask is None else mask.expand(x.shape[:2]).sum(-1)
+            candidates = window_candidates(x.shape[1], self.radius, lengths, device=x.device)
         neighbours = knn_aggregate(
             emb, emb, x, self.k, self.temperature(x), candidates=candidates, mask=mask,
             exclude_self=True,

@@ -100,7 +100,7 @@ def continuous_knn(
     """
     check_floating(scores, "scores")
     if scores.dim() < 1:
-        raise ValueError(f"scores must have shape (..., O), got a 0-d tensor")
+        raise ValueError("scores must have shape (..., O), got a 0-d tensor")
     check_k(k)
     if mask is not None:
         check_mask(mask, "mask", tuple(scores.shape), "..., O")
@@ -116,7 +116,7 @@ def continuous_knn(
             )
     dtype = compute_dtype(scores)
     t = as_temperature(
-        temperature, scores.shape[:-1] + (1,), dtype=dtype, device=scores.device
+        temperature, (*scores.shape[:-1], 1), dtype=dtype, device=scores.device
     )
     with torch.autocast(scores.device.type, enabled=False):
         weights = continuous_knn_unchecked(scores.to(dtype), k, t, mask)
