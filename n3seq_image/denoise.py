@@ -1,0 +1,253 @@
+"""Denoising whole images with a network (tiled) or a classical baseline.
+
+Networks see ``(1, 1, H, W)`` grayscale tensors in ``[0, 1]``. Colour images are denoised
+**per channel** (R, G and B separately, each as a grayscale image at the same σ): the shipped
+models are grayscale, and per-channel denoising is what the N³ paper's grayscale models allow.
+Large images are processed in overlapping tiles blended with linear ramps, so memory stays
+bounded whatever the image size; images smaller than the model's minimum size (80 px for
+N3Net, whose search window spans 80×80 pixels) are reflect-padded and cropped back.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from n3seq_image.checkpoint import load_model, read_weights
+from n3seq_image.data import add_noise, load_image, parse_sigma, save_image
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED = {"n3net": "n3net_sigma25.safetensors", "dncnn": "dncnn17_sigma25.safetensors"}
+MIN_SIZE = 80
+Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+def shipped_weights(name: str = "n3net") -> Path:
+    """Path of a weights file shipped with the package (``"n3net"`` or ``"dncnn"``, σ = 25)."""
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped weights named {name!r}; choose one of {sorted(SHIPPED)}")
+    path = WEIGHTS_DIR / SHIPPED[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped weights missing: {path} (reinstall the package)")
+    return path
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with ≥ ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    return [*starts, length - tile]
+
+
+def _ramp(size: int, overlap: int) -> np.ndarray:
+    """1-D blending weights: linear ramps of ``overlap`` px at both ends, 1 inside, > 0."""
+    x = np.arange(size, dtype=np.float64)
+    if overlap <= 0:
+        return np.ones(size)
+    up = np.clip((x + 1) / (overlap + 1), 0, 1)
+    return np.minimum(up, up[::-1])
+
+
+@torch.no_grad()
+def denoise_tensor(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int = 256,
+    overlap: int = 48,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Runs ``model`` on an ``(H, W)`` image in overlapping tiles; returns the raw output.
+
+    Args:
+        model: network mapping ``(1, 1, h, w)`` → ``(1, 1, h, w)``.
+        image: grayscale float image (noisy, unclipped).
+        tile: tile side in pixels (>= 80); images up to ``tile`` per side go in one piece.
+        overlap: overlap of neighbouring tiles; the outputs are blended with linear ramps.
+        device: where the model runs.
+
+    Returns:
+        ``(H, W)`` float32 array, not clipped.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"image must have shape (H, W), got {image.shape}")
+    if tile < MIN_SIZE:
+        raise ValueError(f"tile must be >= {MIN_SIZE}, got {tile}")
+    if not 0 <= overlap < tile // 2:
+        raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+    h0, w0 = image.shape
+    pad_h, pad_w = max(0, MIN_SIZE - h0), max(0, MIN_SIZE - w0)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="symmetric")
+    h, w = image.shape
+    model = model.to(device).eval()
+    if h <= tile and w <= tile:
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        out = model(x.to(device))[0, 0].cpu().numpy()
+        return out[:h0, :w0]
+    acc = np.zeros((h, w), dtype=np.float64)
+    norm = np.zeros((h, w), dtype=np.float64)
+    th, tw = min(tile, h), min(tile, w)
+    for top in tile_starts(h, tile, overlap):
+        for left in tile_starts(w, tile, overlap):
+            patch = image[top : top + th, left : left + tw]
+            x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
+            y = model(x.to(device))[0, 0].cpu().numpy()
+            weight = np.outer(_ramp(th, overlap), _ramp(tw, overlap))
+            acc[top : top + th, left : left + tw] += weight * y
+            norm[top : top + th, left : left + tw] += weight
+    return (acc / norm).astype(np.float32)[:h0, :w0]
+
+
+def nlmeans_denoiser(sigma: float) -> Denoiser:
+    """scikit-image non-local means (fast mode, 5×5 patches, 13×13 search, h = 0.6σ)."""
+    from skimage.restoration import denoise_nl_means
+
+    s = sigma / 255.0
+
+    def run(img: np.ndarray) -> np.ndarray:
+        out = denoise_nl_means(
+            img.astype(np.float64), h=0.6 * s, sigma=s, fast_mode=True, patch_size=5,
+            patch_distance=6,
+        )
+        return out.astype(np.float32)
+
+    return run
+
+
+def bm3d_available() -> bool:
+    """True when the optional ``bm3d`` package can be imported."""
+    try:
+        import bm3d  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bm3d_denoiser(sigma: float) -> Denoiser:
+    """BM3D from the ``bm3d`` package (``pip install bm3d``)."""
+    try:
+        import bm3d
+    except ImportError as exc:
+        raise ImportError("BM3D needs the optional package: pip install bm3d") from exc
+    return lambda img: np.asarray(bm3d.bm3d(img, sigma_psd=sigma / 255.0), dtype=np.float32)
+
+
+def load_network(spec: str) -> nn.Module:
+    """Loads a network from ``"n3net"``/``"dncnn"`` (shipped), a ``.safetensors`` weights file,
+    or ``"official:PATH"`` (the N3Net authors' checkpoint)."""
+    if spec in SHIPPED:
+        return load_model(shipped_weights(spec))
+    if spec.startswith("official:"):
+        from n3seq_image import N3Net
+
+        return N3Net.from_official_checkpoint(spec.split(":", 1)[1])
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model {spec!r} is neither a shipped model ({', '.join(SHIPPED)}), nor "
+            "'official:PATH', nor an existing .safetensors file"
+        )
+    return load_model(path)
+
+
+def model_sigma(spec: str) -> float | None:
+    """Training σ recorded in a weights file (``None`` when unknown or a range)."""
+    try:
+        path = shipped_weights(spec) if spec in SHIPPED else Path(spec)
+        _, info = read_weights(path)
+        low, high = parse_sigma(str(info["extra"].get("sigma", "")))
+    except (ValueError, FileNotFoundError, OSError):
+        return None
+    return low if low == high else None
+
+
+def get_denoiser(
+    spec: str,
+    sigma: float,
+    tile: int = 256,
+    overlap: int = 48,
+    device: str = "cpu",
+) -> Denoiser:
+    """A function ``(H, W) noisy → (H, W) denoised`` (clipped to ``[0, 1]``).
+
+    Args:
+        spec: ``"nlmeans"``, ``"bm3d"``, or a network spec for :func:`load_network`.
+        sigma: noise level (0–255 scale); used by the classical methods.
+        tile: tile size for networks.
+        overlap: tile overlap for networks.
+        device: torch device for networks.
+    """
+    if spec == "nlmeans":
+        base = nlmeans_denoiser(sigma)
+    elif spec == "bm3d":
+        base = bm3d_denoiser(sigma)
+    else:
+        model = load_network(spec)
+        trained = model_sigma(spec) if not spec.startswith("official:") else None
+        if trained is not None and abs(trained - sigma) > 1:
+            print(
+                f"warning: model {spec} was trained at sigma={trained:g}, input sigma={sigma:g}",
+                file=sys.stderr,
+            )
+
+        def base(img: np.ndarray) -> np.ndarray:
+            return denoise_tensor(model, img, tile=tile, overlap=overlap, device=device)
+
+    return lambda img: np.clip(base(img), 0.0, 1.0)
+
+
+def denoise_array(denoiser: Denoiser, image: np.ndarray) -> np.ndarray:
+    """Applies a grayscale denoiser to ``(H, W)`` or, channel by channel, ``(H, W, C)``."""
+    if image.ndim == 2:
+        return denoiser(image)
+    if image.ndim == 3:
+        if all(np.array_equal(image[..., 0], image[..., c]) for c in range(1, image.shape[2])):
+            # Grayscale stored as RGB: denoise once and replicate.
+            return np.repeat(denoiser(image[..., 0])[..., None], image.shape[2], axis=-1)
+        return np.stack([denoiser(image[..., c]) for c in range(image.shape[2])], axis=-1)
+    raise ValueError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
+
+
+def denoise_file(
+    src: str | Path,
+    dst: str | Path,
+    sigma: float,
+    model: str = "n3net",
+    add_noise_seed: int | None = None,
+    tile: int = 256,
+    overlap: int = 48,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Denoises an image file and writes the result (PNG/JPEG) atomically.
+
+    Args:
+        src: input image (grayscale or RGB).
+        dst: output path; written only if denoising succeeds.
+        sigma: noise level of the input (0–255 scale).
+        model: denoiser spec (see :func:`get_denoiser`).
+        add_noise_seed: if given, first add Gaussian noise of ``sigma`` with this seed
+            (to try the denoiser on a clean image).
+        tile: tile size for networks.
+        overlap: tile overlap for networks.
+        device: torch device.
+
+    Returns:
+        The denoised image.
+    """
+    dst = Path(dst)
+    if dst.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+        raise ValueError(f"unsupported output format {dst.suffix!r} for {dst}; use .png or .jpg")
+    image = load_image(src, grayscale=False)
+    if add_noise_seed is not None:
+        image = add_noise(image, sigma, add_noise_seed)
+    denoiser = get_denoiser(model, sigma, tile=tile, overlap=overlap, device=device)
+    out = denoise_array(denoiser, image)
+    save_image(dst, out)
+    return out

@@ -1,0 +1,73 @@
+"""Image quality metrics: PSNR and SSIM for images in ``[0, 1]``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _as_numpy(x: np.ndarray | Tensor) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def psnr(
+    estimate: np.ndarray | Tensor, target: np.ndarray | Tensor, data_range: float = 1.0
+) -> float:
+    """Peak signal-to-noise ratio ``10·log10(range² / MSE)`` in dB over all pixels.
+
+    Args:
+        estimate: denoised image (any shape).
+        target: clean reference, same shape.
+        data_range: peak value (1 for ``[0, 1]`` images).
+
+    Returns:
+        PSNR in dB (``inf`` when the images are equal).
+
+    Example:
+        >>> round(psnr(np.full((4, 4), 0.1), np.zeros((4, 4))), 6)
+        20.0
+    """
+    a, b = _as_numpy(estimate), _as_numpy(target)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"estimate and target must have the same shape, got {a.shape} and {b.shape}"
+        )
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def batch_psnr(estimate: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Per-image PSNR of ``(B, …)`` tensors, returned as a ``(B,)`` tensor."""
+    if estimate.shape != target.shape:
+        raise ValueError(
+            f"estimate and target must have the same shape, got {tuple(estimate.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    mse = (estimate - target).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def ssim(
+    estimate: np.ndarray | Tensor, target: np.ndarray | Tensor, data_range: float = 1.0
+) -> float:
+    """Structural similarity (scikit-image defaults: 7×7 uniform window) of grayscale images.
+
+    Colour ``(H, W, C)`` images are averaged over channels.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = _as_numpy(estimate), _as_numpy(target)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"estimate and target must have the same shape, got {a.shape} and {b.shape}"
+        )
+    if a.ndim == 3:
+        return float(structural_similarity(a, b, data_range=data_range, channel_axis=-1))
+    if a.ndim != 2:
+        raise ValueError(f"ssim expects (H, W) or (H, W, C) images, got shape {a.shape}")
+    return float(structural_similarity(a, b, data_range=data_range))

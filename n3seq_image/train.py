@@ -1,0 +1,331 @@
+"""Training of Gaussian denoisers (N3Net, DnCNN) on random crops, single process or DDP.
+
+Run ``n3seq-image train --help`` for the options. Under ``torchrun`` (``WORLD_SIZE`` > 1) the
+model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on
+GPU) and every rank takes its slice of the same global batch (see
+:func:`n3seq_image.data.shard_indices`), so ``--batch-size`` is the *global* batch and the
+result does not depend on the number of processes (up to BatchNorm statistics, which are per
+rank unless ``--sync-bn`` is given on GPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from n3seq_image.checkpoint import (
+    atomic_write,
+    atomic_write_json,
+    build_model,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from n3seq_image.data import RandomCropDataset, add_noise, load_folder, parse_sigma, shard_indices
+from n3seq_image.metrics import batch_psnr
+
+DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    "n3net": {},
+    "dncnn": {"in_channels": 1, "out_channels": 1, "depth": 17, "features": 64},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in every checkpoint).
+
+    Attributes:
+        data: folder of training images.
+        out: run folder (checkpoints, logs, final ``model.safetensors``).
+        model: ``"n3net"`` or ``"dncnn"``.
+        model_config: constructor arguments overriding the model defaults.
+        sigma: noise level (0–255 scale), fixed (``"25"``) or a range (``"0-55"``).
+        steps: optimisation steps.
+        batch_size: global batch (split over DDP ranks).
+        crop: training crop size in pixels.
+        lr: initial Adam learning rate.
+        lr_decay: factor the learning rate is multiplied by every ``lr_decay_steps`` steps
+            (smooth exponential decay: ``lr · lr_decay^(step / lr_decay_steps)``).
+        lr_decay_steps: see ``lr_decay``.
+        weight_decay: L2 weight decay on weights (not on biases and normalisation parameters).
+        seed: seeds the model initialisation and the data stream.
+        val_data: optional folder of validation images.
+        val_images: how many validation images to use.
+        val_crop: centre crop of the validation images (bounds the cost; 0 = full images).
+        val_every: validation interval in steps.
+        checkpoint_every: checkpoint interval in steps.
+        keep_checkpoints: how many recent checkpoints to keep (0 = all).
+        max_minutes: stop (after checkpointing) when this wall time is exceeded; 0 = no limit.
+        threads: torch intra-op threads (0 = leave as is).
+        sync_bn: use SyncBatchNorm under DDP (GPU only).
+        progress: show a tqdm progress bar.
+    """
+
+    data: str
+    out: str
+    model: str = "n3net"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    sigma: str = "25"
+    steps: int = 1000
+    batch_size: int = 32
+    crop: int = 80
+    lr: float = 1e-3
+    lr_decay: float = 0.1
+    lr_decay_steps: int = 50_000
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_data: str | None = None
+    val_images: int = 4
+    val_crop: int = 128
+    val_every: int = 100
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    max_minutes: float = 0.0
+    threads: int = 0
+    sync_bn: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.model not in DEFAULT_CONFIGS:
+            raise ValueError(f"model must be one of {sorted(DEFAULT_CONFIGS)}, got {self.model!r}")
+        parse_sigma(self.sigma)
+        for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: weight decay on conv/linear weights, none on 1-D parameters.
+
+    1-D parameters are biases and BatchNorm scales/shifts; decaying them only hurts.
+    """
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Exponentially decayed learning rate at ``step`` (independent of the total steps)."""
+    return cfg.lr * cfg.lr_decay ** (step / cfg.lr_decay_steps)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Initialises the process group from torchrun's environment (no-op for 1 process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def load_validation(cfg: TrainConfig) -> torch.Tensor | None:
+    """Validation images ``(N, 1, h, w)``: first ``val_images`` files, centre-cropped."""
+    if not cfg.val_data:
+        return None
+    _, images = load_folder(cfg.val_data, limit=cfg.val_images)
+    out = []
+    for im in images:
+        if cfg.val_crop:
+            h, w = im.shape
+            c = min(cfg.val_crop, h, w)
+            top, left = (h - c) // 2, (w - c) // 2
+            im = im[top : top + c, left : left + c]
+        out.append(im)
+    size = min(min(im.shape) for im in out)
+    return torch.from_numpy(np.stack([im[:size, :size] for im in out]))[:, None]
+
+
+@torch.no_grad()
+def validate(model: nn.Module, clean: torch.Tensor, sigma: float, device: torch.device) -> float:
+    """Mean PSNR (dB) of the clipped output on ``clean`` with fixed-seed noise at ``sigma``."""
+    was_training = model.training
+    model.eval()
+    psnrs = []
+    for i, img in enumerate(clean):
+        noisy = torch.from_numpy(add_noise(img.numpy(), sigma, seed=[1234, i]))[None]
+        out = model(noisy.to(device)).clamp(0, 1).cpu()
+        psnrs.append(batch_psnr(out, img[None]).item())
+    model.train(was_training)
+    return float(np.mean(psnrs))
+
+
+def write_logs(run_dir: Path, log: list[dict[str, Any]]) -> None:
+    """Writes ``log.json`` and ``log.csv`` (one row per logged step) atomically."""
+    atomic_write_json(run_dir / "log.json", log)
+    keys = ["step", "lr", "loss", "val_psnr", "elapsed_s"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(log)
+    atomic_write(run_dir / "log.csv", lambda p: p.write_text(buf.getvalue()))
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Trains a denoiser; returns a summary (final step, loss, validation PSNR, wall time).
+
+    Args:
+        cfg: run configuration.
+        resume: continue from the newest checkpoint in ``cfg.out`` (its stored configuration
+            must match ``cfg`` except for ``steps``, ``max_minutes``, ``threads``,
+            ``progress``).
+
+    Returns:
+        ``{"step", "loss", "val_psnr", "elapsed_s", "weights"}``.
+    """
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = init_distributed()
+    device = torch.device(
+        f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
+    )
+    run_dir = Path(cfg.out)
+    if info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed)
+    model_cfg = {**DEFAULT_CONFIGS[cfg.model], **cfg.model_config}
+    model = build_model(cfg.model, model_cfg).to(device).train()
+    optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+
+    start_step, log, elapsed_before = 0, [], 0.0
+    if resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found in {run_dir}")
+        doc = load_checkpoint(ckpt, model, optimizer)
+        saved = doc["state"].get("config", {})
+        volatile = {"steps", "max_minutes", "threads", "progress", "keep_checkpoints"}
+        diff = {
+            k: (saved.get(k), v)
+            for k, v in asdict(cfg).items()
+            if k not in volatile and k in saved and saved[k] != v
+        }
+        if diff:
+            raise ValueError(f"--resume: configuration differs from the checkpoint's: {diff}")
+        start_step = doc["step"]
+        log = doc["state"].get("log", [])
+        elapsed_before = doc["state"].get("elapsed_s", 0.0)
+
+    if cfg.sync_bn and info.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net: nn.Module = model
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+
+    dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed)
+    val = load_validation(cfg) if info.main else None
+    sigma_val = float(np.mean(parse_sigma(cfg.sigma)))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=cfg.steps, initial=start_step, disable=not (cfg.progress and info.main),
+        desc=f"train {cfg.model}", dynamic_ncols=True,
+    )
+    t0 = time.monotonic()
+    running, count, last_val = 0.0, 0, (log[-1].get("val_psnr") if log else None)
+    step = start_step
+
+    def checkpoint() -> None:
+        if info.main:
+            state = {
+                "config": asdict(cfg), "log": log,
+                "elapsed_s": elapsed_before + time.monotonic() - t0,
+            }
+            save_checkpoint(run_dir, model, optimizer, step, state, keep=cfg.keep_checkpoints)
+            write_logs(run_dir, log)
+
+    while step < cfg.steps:
+        lr = learning_rate(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
+        noisy, clean = dataset.batch(indices)
+        noisy, clean = noisy.to(device), clean.to(device)
+        loss = nn.functional.mse_loss(net(noisy), clean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}")
+        running, count = running + value, count + 1
+        bar.update(1)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            if val is not None:
+                last_val = validate(model, val, sigma_val, device)
+            log.append({
+                "step": step, "lr": lr, "loss": running / count, "val_psnr": last_val,
+                "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
+            })
+            running, count = 0.0, 0
+        bar.set_postfix(loss=f"{value:.2e}", val_psnr=f"{last_val:.2f}" if last_val else "-")
+        stop = cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes
+        if info.enabled:
+            flag = torch.tensor([float(stop)], device=device)
+            dist.all_reduce(flag)
+            stop = bool(flag.item() > 0)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+            checkpoint()
+        if stop:
+            break
+    bar.close()
+
+    summary = {
+        "step": step,
+        "loss": log[-1]["loss"] if log else None,
+        "val_psnr": last_val,
+        "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
+        "weights": str(run_dir / "model.safetensors"),
+    }
+    if info.main:
+        extra = {
+            "sigma": cfg.sigma, "steps": step, "batch_size": cfg.batch_size, "crop": cfg.crop,
+            "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
+        }
+        save_weights(run_dir / "model.safetensors", model, extra=extra)
+        write_logs(run_dir, log)
+    if info.enabled:
+        dist.barrier()
+    return summary
