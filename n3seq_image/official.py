@@ -1,0 +1,148 @@
+"""Loading the N3Net authors' released Gaussian-denoising checkpoints into :class:`N3Net`.
+
+Their files (``torch.save`` of ``{"net": state_dict, "epoch": …}``) name the DnCNN stages
+``blocks.{i}`` and the N³ blocks ``nls.{i}``. The key schema is in
+``shared/reference/official_n3net_sigma25_state_dict_keys.txt``:
+
+==============================================  =====================================
+theirs                                          ours
+==============================================  =====================================
+``blocks.{i}.conv1.*``                          ``stages.{i}.head.*``
+``blocks.{i}.layer1.{j}.*``                     ``stages.{i}.body.{j}.*``
+``blocks.{i}.conv2.*``                          ``stages.{i}.tail.*``
+``blocks.{i}.bn1.*``                            (unused in their forward pass: dropped)
+``nls.{i}.embedcnn.*``                          ``n3blocks.{i}.embedding.*``
+``nls.{i}.tempcnn.*``                           ``n3blocks.{i}.temperature_net.*``
+``nls.{i}.n3aggregation.aggregation.nnn.bn.*``  ``n3blocks.{i}.score_norm.*``
+==============================================  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from n3seq_image.n3net import N3Net
+
+_RULES: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(r"^blocks\.(\d+)\.conv1\.(.+)$"), r"stages.\1.head.\2"),
+    (re.compile(r"^blocks\.(\d+)\.layer1\.(.+)$"), r"stages.\1.body.\2"),
+    (re.compile(r"^blocks\.(\d+)\.conv2\.(.+)$"), r"stages.\1.tail.\2"),
+    (re.compile(r"^blocks\.(\d+)\.bn1\.(.+)$"), None),
+    (re.compile(r"^nls\.(\d+)\.embedcnn\.(.+)$"), r"n3blocks.\1.embedding.\2"),
+    (re.compile(r"^nls\.(\d+)\.tempcnn\.(.+)$"), r"n3blocks.\1.temperature_net.\2"),
+    (re.compile(r"^nls\.(\d+)\.n3aggregation\.aggregation\.nnn\.bn\.(.+)$"),
+     r"n3blocks.\1.score_norm.\2"),
+)
+
+
+def official_key(key: str) -> str | None:
+    """Our parameter name for one of their keys; ``None`` for keys that are dropped.
+
+    Raises:
+        KeyError: for a key outside their schema.
+
+    Example:
+        >>> official_key("nls.1.tempcnn.6.bias")
+        'n3blocks.1.temperature_net.6.bias'
+    """
+    for pattern, target in _RULES:
+        if pattern.match(key):
+            return None if target is None else pattern.sub(target, key)
+    raise KeyError(key)
+
+
+def flush_subnormals(x: Tensor) -> Tensor:
+    """Zeros every subnormal value (|x| < smallest normal) of a floating-point tensor.
+
+    Their weights hold thousands of ~1e-39 values that make CPU inference ~8× slower; as
+    weights they change no output.
+    """
+    if not x.is_floating_point():
+        return x
+    return x.masked_fill(x.abs() < torch.finfo(x.dtype).tiny, 0.0)
+
+
+def convert_official_state_dict(
+    state: Mapping[str, Tensor], model: N3Net | None = None
+) -> dict[str, Tensor]:
+    """Maps their state dict onto ours, checking that both match exactly.
+
+    Args:
+        state: their ``state_dict`` (the ``"net"`` entry of a checkpoint).
+        model: the model to fill (default: ``N3Net(placement="official")``).
+
+    Returns:
+        A complete state dict for ``model`` (subnormals flushed to zero; BatchNorm
+        ``num_batches_tracked`` counters, absent from their files, taken from ``model``).
+
+    Raises:
+        ValueError: naming every unexpected key (outside their schema or without a
+            counterpart in ``model``), every missing key and every shape mismatch.
+    """
+    model = model or N3Net(placement="official")
+    ours = model.state_dict()
+    out: dict[str, Tensor] = {}
+    unexpected, mismatched = [], []
+    for key, value in state.items():
+        try:
+            target = official_key(key)
+        except KeyError:
+            unexpected.append(key)
+            continue
+        if target is None:
+            continue
+        if target not in ours:
+            unexpected.append(key)
+        elif not isinstance(value, Tensor) or tuple(value.shape) != tuple(ours[target].shape):
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            mismatched.append(f"{key}: {shape} (expected {tuple(ours[target].shape)})")
+        else:
+            out[target] = flush_subnormals(value.detach().to(ours[target].dtype))
+    missing = sorted(key for key in ours if key not in out
+                     and not key.endswith("num_batches_tracked"))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s) (our names): {missing}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s): {sorted(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {mismatched}")
+    if problems:
+        raise ValueError("not an N3Net Gaussian-denoising checkpoint: " + "; ".join(problems))
+    for key, value in ours.items():
+        out.setdefault(key, value)
+    return out
+
+
+def load_official_checkpoint(path: str | os.PathLike[str]) -> N3Net:
+    """Reads one of the authors' checkpoints and returns the model in eval mode.
+
+    The file is a torch file holding ``{"net": state_dict, "epoch": int}`` (a bare state
+    dict is accepted too); it is read with ``weights_only=True``. The model is
+    ``N3Net(placement="official")``: their code divides the scores by the temperature once
+    and then runs the relaxation at t = 1.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        ValueError: when the file is not such a checkpoint (see
+            :func:`convert_official_state_dict`).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint file at {path!r}")
+    try:
+        blob: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not a readable torch checkpoint: {exc}") from exc
+    state = blob.get("net", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path!r} holds no state dict (expected a dict with key 'net')")
+    model = N3Net(placement="official")
+    model.load_state_dict(convert_official_state_dict(state, model))
+    return model.eval()
