@@ -10,6 +10,8 @@ Each round is a softmax; ``log(1 − wʲ)`` pushes down what earlier rounds alre
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -27,14 +29,15 @@ from n3seq._checks import (
 def _log1m_softmax(log_w: Tensor) -> Tensor:
     """``log(1 − w)`` for ``log_w = log_softmax(·)``, accurate for every w in [0, 1].
 
-    For all but the row's largest weight, w ≤ 1/2 and ``log1p(−w)`` is exact. For the largest,
+    Where w ≤ 1/2, ``log1p(−w)`` is exact. At most one weight per row exceeds 1/2; for it,
     ``1 − w`` is the sum of the *other* weights, taken as a logsumexp: no cancellation even when
-    w rounds to 1. Both branches are finite wherever ``torch.where`` evaluates them, so the
-    gradient has no 0·inf terms.
+    w rounds to 1. Tied candidates (each w ≤ 1/2) thus share one formula and stay exactly tied.
+    Both branches are finite wherever ``torch.where`` evaluates them, so the gradient has no
+    0·inf terms.
     """
     is_max = torch.zeros_like(log_w, dtype=torch.bool).scatter_(
         -1, log_w.argmax(dim=-1, keepdim=True), True
-    )
+    ) & (log_w > -math.log(2.0))
     others = log_w.masked_fill(is_max, float("-inf"))
     log1m_others = torch.log1p(-others.exp())
     log1m_max = torch.logsumexp(others, dim=-1, keepdim=True)
