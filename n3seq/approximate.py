@@ -1,0 +1,295 @@
+r"""Approximate soft kNN aggregation for very large global sets.
+
+The exact relaxation scores every query against all M keys in each of its k rounds. Far
+candidates get exponentially small weights, so for large M it pays to pre-select, per query,
+the ``L`` candidates with the best scores by an exact hard search (chunked matmul + top-k, or a
+FAISS flat index) and run the relaxation over those only, via
+``knn_aggregate(..., candidates=...)``.
+
+Error. Let C be the L pre-selected candidates of a query, ``s`` its scores, ``t`` its
+temperature and ``s₍L₎`` the L-th best score. With ``cₘ = Σ_{l<j} wˡₘ`` (each ``cₘ ∈ [0, 1]``,
+``Σₘ cₘ ≤ j − 1``), the round-j logits of the exact relaxation satisfy
+``aʲᵢ ≤ sᵢ`` and ``exp(aʲₘ / t) ≥ exp(sₘ / t)·(1 − cₘ)^{1/t}``, so the weight it puts
+beyond the L-th candidate in round j is at most
+
+    tailʲ = Σ_{i ∉ C} exp((sᵢ − s₍L₎) / t) / (L · (1 − (j − 1)/L)^{max(1, 1/t)})
+
+(the minimum of ``Σₘ (1 − cₘ)^{1/t}`` under those constraints is reached by spreading the
+consumed weight evenly when ``1/t ≥ 1`` and by concentrating it when ``1/t < 1``). It is a
+softmax tail: tiny once the scores beyond the L-th candidate are a few temperatures below it.
+:func:`tail_bound` computes it per query and round.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from n3seq._checks import as_temperature, check_finite, check_floating, check_mask, check_rank
+from n3seq.aggregate import CHUNK_ELEMENTS, knn_aggregate
+
+Backend = Literal["torch", "faiss"]
+
+
+def _check_inputs(
+    query: Tensor, keys: Tensor, num_candidates: int, mask: Tensor | None, exclude_self: bool
+) -> None:
+    for name, x, layout in (("query", query, "B, N, E"), ("keys", keys, "B, M, E")):
+        check_floating(x, name)
+        check_rank(x, name, layout)
+        check_finite(x, name)
+    (b, n, e), (bk, m, ek) = query.shape, keys.shape
+    if b != bk or e != ek:
+        raise ValueError(
+            f"query (B, N, E) and keys (B, M, E) must share B and E, got query "
+            f"{tuple(query.shape)}, keys {tuple(keys.shape)}"
+        )
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int):
+        raise TypeError(f"num_candidates must be an int, got {type(num_candidates).__name__}")
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+    if exclude_self and n != m:
+        raise ValueError(f"exclude_self needs N == M, got N={n}, M={m}")
+    valid = torch.full((b,), m, dtype=torch.long, device=keys.device)
+    if mask is not None:
+        check_mask(mask, "mask", (b, m), "B, M")
+        valid = mask.expand(b, m).sum(-1)
+    if exclude_self:
+        valid = valid - 1
+    low = int(valid.min())
+    if num_candidates > low:
+        raise ValueError(
+            f"num_candidates={num_candidates} is larger than the number of valid candidates "
+            f"({low}, after mask/exclude_self; keys {tuple(keys.shape)})"
+        )
+
+
+def _chunk_scores(
+    q: Tensor, keys: Tensor, key_norms: Tensor, offset: int, mask: Tensor | None,
+    exclude_self: bool,
+) -> Tensor:
+    """−‖q − x‖² + ‖q‖² for a chunk of queries; invalid candidates get −inf."""
+    scores = torch.baddbmm(-key_norms[:, None, :], q, keys.transpose(1, 2), alpha=2.0)
+    if mask is not None:
+        scores.masked_fill_(~mask.expand(q.shape[0], -1)[:, None, :], float("-inf"))
+    if exclude_self:
+        rows = torch.arange(q.shape[1], device=q.device)
+        scores[:, rows, rows + offset] = float("-inf")
+    return scores
+
+
+def _preselect_torch(
+    query: Tensor, keys: Tensor, num: int, mask: Tensor | None, exclude_self: bool,
+    chunk_size: int | None,
+) -> Tensor:
+    b, n, _ = query.shape
+    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    norms = keys.square().sum(-1)
+    out = []
+    for start in range(0, n, step):
+        scores = _chunk_scores(query[:, start:start + step], keys, norms, start, mask,
+                               exclude_self)
+        out.append(scores.topk(num, dim=-1, sorted=True).indices)
+    return torch.cat(out, dim=1)
+
+
+def _preselect_faiss(
+    query: Tensor, keys: Tensor, num: int, mask: Tensor | None, exclude_self: bool
+) -> Tensor:
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "backend='faiss' needs the optional dependency faiss: pip install 'n3seq[faiss]'"
+        ) from err
+    b, n, e = query.shape
+    extra = int(exclude_self)
+    rows = []
+    for i in range(b):
+        kept = torch.arange(keys.shape[1], device=keys.device)
+        if mask is not None:
+            kept = kept[mask.expand(b, -1)[i]]
+        index = faiss.IndexFlatL2(e)
+        if query.is_cuda and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+            options = faiss.GpuMultipleClonerOptions()
+            options.shard = True  # one shard of the keys per GPU
+            index = faiss.index_cpu_to_all_gpus(index, co=options)
+        index.add(keys[i, kept].detach().float().cpu().contiguous().numpy())
+        _, found = index.search(query[i].detach().float().cpu().contiguous().numpy(),
+                                num + extra)
+        idx = kept.cpu()[torch.from_numpy(found).long()]  # (N, num + extra) key indices
+        if exclude_self:
+            is_self = idx == torch.arange(n)[:, None]
+            # Drop the query itself where found, else the last (worst) hit.
+            drop = torch.where(is_self.any(1), is_self.int().argmax(1), torch.tensor(num))
+            keep = torch.ones_like(idx, dtype=torch.bool)
+            keep[torch.arange(n), drop] = False
+            idx = idx[keep].view(n, num)
+        rows.append(idx)
+    return torch.stack(rows).to(query.device)
+
+
+@torch.no_grad()
+def preselect_candidates(
+    query: Tensor,
+    keys: Tensor,
+    num_candidates: int,
+    mask: Tensor | None = None,
+    exclude_self: bool = False,
+    backend: Backend = "torch",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Indices of the ``num_candidates`` nearest keys of every query (exact hard search).
+
+    Args:
+        query: query embeddings.
+        keys: key embeddings.
+        num_candidates: L, candidates kept per query.
+        mask: key padding mask ``(B, M)``, ``True`` = real token; masked keys are never chosen.
+        exclude_self: never choose a query's own index (needs N == M).
+        backend: ``"torch"`` (chunked matmul + top-k on the inputs' device) or ``"faiss"``
+            (an exact ``IndexFlatL2`` per batch element, sharded over all GPUs when the
+            inputs are on CUDA and FAISS sees GPUs; needs the ``faiss`` extra).
+        chunk_size: queries per chunk of the torch backend.
+
+    Returns:
+        LongTensor ``(B, N, L)`` of key indices, nearest first, usable as ``candidates`` of
+        :func:`~n3seq.knn_aggregate`.
+
+    Shape:
+        - query: :math:`(B, N, E)`
+        - keys: :math:`(B, M, E)`
+        - output: :math:`(B, N, L)`
+
+    Example:
+        >>> x = torch.randn(1, 1000, 8)
+        >>> preselect_candidates(x, x, 32, exclude_self=True).shape
+        torch.Size([1, 1000, 32])
+    """
+    _check_inputs(query, keys, num_candidates, mask, exclude_self)
+    if backend == "torch":
+        dtype = torch.float64 if torch.float64 in (query.dtype, keys.dtype) else torch.float32
+        return _preselect_torch(query.to(dtype), keys.to(dtype), num_candidates, mask,
+                                exclude_self, chunk_size)
+    if backend == "faiss":
+        return _preselect_faiss(query, keys, num_candidates, mask, exclude_self)
+    raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+
+
+def approx_knn_aggregate(
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    k: int,
+    temperature: float | Tensor = 1.0,
+    *,
+    num_candidates: int = 64,
+    mask: Tensor | None = None,
+    exclude_self: bool = False,
+    backend: Backend = "torch",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """:func:`~n3seq.knn_aggregate` over the ``num_candidates`` nearest keys of each query.
+
+    The pre-selection is a hard search without gradient; the relaxation over the selected
+    candidates is exact and differentiable in ``query``, ``keys``, ``values`` and
+    ``temperature``. See the module docstring and :func:`tail_bound` for the error.
+
+    Args:
+        query: query embeddings.
+        keys: key embeddings.
+        values: features to aggregate, one per key.
+        k: number of neighbours (``k <= num_candidates``).
+        temperature: positive float or tensor broadcastable to ``(B, N)``.
+        num_candidates: L, candidates pre-selected per query.
+        mask: key padding mask ``(B, M)``, ``True`` = real token.
+        exclude_self: never choose a query as its own neighbour.
+        backend: ``"torch"`` or ``"faiss"`` (see :func:`preselect_candidates`).
+        chunk_size: queries per chunk of the pre-selection.
+
+    Returns:
+        ``(B, N, k, F)`` aggregated neighbours.
+
+    Shape:
+        - query: :math:`(B, N, E)`
+        - keys: :math:`(B, M, E)`
+        - values: :math:`(B, M, F)`
+        - output: :math:`(B, N, k, F)`
+
+    Example:
+        >>> x = torch.randn(1, 1000, 8)
+        >>> approx_knn_aggregate(x, x, x, k=4, num_candidates=32, exclude_self=True).shape
+        torch.Size([1, 1000, 4, 8])
+    """
+    if isinstance(k, int) and not isinstance(k, bool) and isinstance(num_candidates, int) \
+            and k > num_candidates:
+        raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
+    candidates = preselect_candidates(query, keys, num_candidates, mask, exclude_self,
+                                      backend, chunk_size)
+    return knn_aggregate(query, keys, values, k, temperature, candidates=candidates)
+
+
+@torch.no_grad()
+def tail_bound(
+    query: Tensor,
+    keys: Tensor,
+    num_candidates: int,
+    k: int,
+    temperature: float | Tensor = 1.0,
+    *,
+    mask: Tensor | None = None,
+    exclude_self: bool = False,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Upper bound of the weight the exact relaxation puts beyond the L-th best candidate.
+
+    ``bound[b, n, j]`` bounds ``Σ_{i ∉ C} wʲᵢ`` of :func:`~n3seq.continuous_knn` on query n's
+    scores over all keys, C being its ``num_candidates`` best keys (see the module docstring
+    for the derivation). Use it to choose ``num_candidates`` for :func:`approx_knn_aggregate`.
+
+    Args:
+        query: query embeddings.
+        keys: key embeddings.
+        num_candidates: L (``>= k``).
+        k: number of rounds.
+        temperature: positive float or tensor broadcastable to ``(B, N)``.
+        mask: key padding mask ``(B, M)``.
+        exclude_self: leave each query's own index out, as the aggregation would.
+        chunk_size: queries per chunk.
+
+    Returns:
+        ``(B, N, k)`` bounds in [0, 1].
+
+    Example:
+        >>> x = torch.randn(1, 200, 4)
+        >>> tail_bound(x, x, 32, k=3, temperature=0.1).shape
+        torch.Size([1, 200, 3])
+    """
+    _check_inputs(query, keys, num_candidates, mask, exclude_self)
+    if k > num_candidates:
+        raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
+    b, n, _ = query.shape
+    dtype = torch.float64 if torch.float64 in (query.dtype, keys.dtype) else torch.float32
+    query, keys = query.to(dtype), keys.to(dtype)
+    t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
+                       device=query.device).expand(b, n)
+    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    norms = keys.square().sum(-1)
+    num = num_candidates
+    rounds = torch.arange(k, dtype=dtype, device=query.device)
+    out = []
+    for start in range(0, n, step):
+        tc = t[:, start:start + step, None]
+        scores = _chunk_scores(query[:, start:start + step], keys, norms, start, mask,
+                               exclude_self)
+        top = scores.topk(num, dim=-1)
+        s_l = top.values.min(dim=-1, keepdim=True).values
+        outside = scores.scatter(-1, top.indices, float("-inf"))
+        # exp((sᵢ − s₍L₎)/t) <= 1 outside C: no overflow. −inf everywhere gives a 0 tail.
+        tail = torch.logsumexp((outside - s_l) / tc, dim=-1, keepdim=True).exp()
+        power = torch.clamp(1.0 / tc, min=1.0)
+        denom = num * torch.exp(power * torch.log1p(-rounds / num))  # (B, n, k)
+        out.append((tail / denom).clamp(max=1.0))
+    return torch.cat(out, dim=1)
