@@ -2,6 +2,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: venv test lint docs demo bench clean
 
