@@ -117,7 +117,7 @@ def scores(pred: torch.Tensor, ep: dict) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/timeseries"))
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--datasets", nargs="+", default=list(CONFIGS))
