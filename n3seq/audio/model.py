@@ -152,7 +152,10 @@ def _nonlocal_layer(cfg: DenoiserConfig) -> nn.Module:
 
 
 class NonLocalStage(nn.Module):
-    """Residual non-local stage: ``x + Linear(layer(x))`` with ``layer`` N³ or a LocalMixer.
+    """Residual non-local stage: ``x + Linear(layer(LayerNorm(x)))``, layer N³ or a LocalMixer.
+
+    The LayerNorm keeps the tokens at unit scale, so N³'s embedding distances and temperatures
+    start in a sane range whatever the input level.
 
     Shape:
         - input / output: :math:`(B, C, T)`
@@ -160,11 +163,12 @@ class NonLocalStage(nn.Module):
 
     def __init__(self, cfg: DenoiserConfig) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(cfg.channels)
         self.layer = _nonlocal_layer(cfg)
         self.fuse = nn.Linear(self.layer.out_dim, cfg.channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        tokens = rearrange(x, "b c t -> b t c")
+        tokens = self.norm(rearrange(x, "b c t -> b t c"))
         return x + rearrange(self.fuse(self.layer(tokens)), "b t c -> b c t")
 
 

@@ -79,7 +79,8 @@ def train_denoiser(
         log_every: record the mean loss every this many steps.
 
     Returns:
-        The log: a list of ``{"step", "loss", "seconds"}`` dicts.
+        The log: a list of ``{"step", "loss", "seconds", "skipped_steps"}`` dicts; steps whose
+        gradient was not finite are skipped and counted.
     """
     loss_fn = SISDRLoss()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -88,21 +89,25 @@ def train_denoiser(
     )
     model.train()
     log: list[dict] = []
-    running, count, start = 0.0, 0, time.monotonic()
+    running, count, skipped, start = 0.0, 0, 0, time.monotonic()
     bar = tqdm(range(steps), disable=not progress, desc="train", leave=False)
     for step in bar:
         noisy, clean = batch_fn(step)
         loss = loss_fn(model(noisy), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        if torch.isfinite(norm):
+            opt.step()
+        else:  # a non-finite gradient would poison Adam's state: skip the step, count it
+            skipped += 1
         sched.step()
-        running, count = running + float(loss), count + 1
+        running, count = running + loss.item(), count + 1
         elapsed = time.monotonic() - start
         last = step == steps - 1 or (max_seconds is not None and elapsed > max_seconds)
         if (step + 1) % log_every == 0 or last:
-            log.append({"step": step + 1, "loss": running / count, "seconds": elapsed})
+            log.append({"step": step + 1, "loss": running / count, "seconds": elapsed,
+                        "skipped_steps": skipped})
             bar.set_postfix(loss=f"{running / count:.2f}")
             running, count = 0.0, 0
         if last:
