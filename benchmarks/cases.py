@@ -1,0 +1,216 @@
+"""Benchmark cases: each ``CASES[name](**params)`` builds its inputs and returns the call to time.
+
+The same builders serve the in-process timing and the fresh-process memory measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import n3seq
+from n3seq.approximate import approx_knn_aggregate
+from n3seq.reference import continuous_knn_reference
+
+Call = Callable[[], Any]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _sets(n: int, e: int, f: int, device: str, grad: bool) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, n, e, generator=g).to(device)
+    v = torch.randn(1, n, f, generator=g).to(device)
+    return x.requires_grad_(grad), v.requires_grad_(grad)
+
+
+def hard_knn_global(query: Tensor, keys: Tensor, values: Tensor, k: int,
+                    chunk: int = 1 << 22) -> Tensor:
+    """Hard kNN baseline: matmul distances + top-k + gather, chunked over queries."""
+    norms = keys.square().sum(-1)[:, None, :]
+    step = max(1, chunk // keys.shape[1])
+    out = []
+    for s in range(0, query.shape[1], step):
+        scores = torch.baddbmm(-norms, query[:, s:s + step], keys.transpose(1, 2), alpha=2.0)
+        idx = scores.topk(k, dim=-1).indices  # (1, n, k)
+        out.append(values[0][idx[0]][None])
+    return torch.cat(out, dim=1)
+
+
+def naive_relaxation(query: Tensor, keys: Tensor, values: Tensor, k: int,
+                     temperature: float) -> Tensor:
+    """Naive baseline: the full N × M score matrix and k full weight matrices at once."""
+    scores = torch.baddbmm(-keys.square().sum(-1)[:, None, :], query, keys.transpose(1, 2),
+                           alpha=2.0)
+    w = continuous_knn_reference(scores, k, temperature)  # (1, N, k, M)
+    return torch.matmul(w.flatten(1, 2), values).unflatten(1, (query.shape[1], k))
+
+
+def _run(fn: Callable[[], Tensor], grad: bool, device: str) -> Call:
+    def call() -> None:
+        out = fn()
+        if grad:
+            out.square().sum().backward()
+        _sync(device)
+
+    return call
+
+
+def sets_hard(n: int, e: int = 64, f: int = 64, k: int = 7, device: str = "cpu",
+              autocast: str | None = None) -> Call:
+    x, v = _sets(n, e, f, device, False)
+    return _run(lambda: _autocast(device, autocast, lambda: hard_knn_global(x, x, v, k)),
+                False, device)
+
+
+def sets_n3(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
+            temperature: float = 1.0, device: str = "cpu", autocast: str | None = None) -> Call:
+    x, v = _sets(n, e, f, device, grad)
+
+    def fn() -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return _autocast(device, autocast,
+                             lambda: n3seq.knn_aggregate(x, x, v, k, temperature))
+
+    return _run(fn, grad, device)
+
+
+def sets_naive(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
+               temperature: float = 1.0, device: str = "cpu") -> Call:
+    x, v = _sets(n, e, f, device, grad)
+
+    def fn() -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return naive_relaxation(x, x, v, k, temperature)
+
+    return _run(fn, grad, device)
+
+
+def sets_approx(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
+                num_candidates: int = 32, temperature: float = 1.0,
+                device: str = "cpu") -> Call:
+    x, v = _sets(n, e, f, device, grad)
+
+    def fn() -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return approx_knn_aggregate(x, x, v, k, temperature,
+                                        num_candidates=num_candidates)
+
+    return _run(fn, grad, device)
+
+
+def windows_hard(n: int, radius: int = 16, e: int = 64, f: int = 64, k: int = 7,
+                 device: str = "cpu") -> Call:
+    x, v = _sets(n, e, f, device, False)
+    cand = n3seq.window_candidates(n, radius, device=device)[0]
+
+    def fn() -> Tensor:
+        out = []
+        for s in range(0, n, 8192):
+            idx = cand[s:s + 8192]
+            d = (x[0, s:s + 8192, None, :] - x[0][idx]).square().sum(-1)
+            out.append(v[0][idx.gather(1, d.topk(k, largest=False).indices)])
+        return torch.cat(out)
+
+    return _run(fn, False, device)
+
+
+def windows_n3(n: int, radius: int = 16, e: int = 64, f: int = 64, k: int = 7,
+               grad: bool = False, temperature: float = 1.0, device: str = "cpu") -> Call:
+    x, v = _sets(n, e, f, device, grad)
+    cand = n3seq.window_candidates(n, radius, device=device)
+
+    def fn() -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return n3seq.knn_aggregate(x, x, v, k, temperature, candidates=cand)
+
+    return _run(fn, grad, device)
+
+
+def _autocast(device: str, dtype: str | None, fn: Callable[[], Tensor]) -> Tensor:
+    if dtype is None:
+        return fn()
+    with torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype)):
+        return fn()
+
+
+class WithoutN3(nn.Module):
+    """An N3Net's stages with each N³ block replaced by a free tensor of the same shape.
+
+    The convolutions are exactly those of the N3Net (same weights, same channel counts); the
+    ``(k + 1)·C`` channel input of later stages is the stage output repeated, which costs a
+    copy and nothing else.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        net = self.net
+        for i, stage in enumerate(net.stages):
+            x = stage(x)
+            if i < len(net.n3blocks):
+                x = x.repeat(1, net.k + 1, 1, 1)
+        return x
+
+
+def _n3net(**kwargs: Any) -> nn.Module:
+    from n3seq_image import N3Net
+
+    torch.manual_seed(0)
+    return N3Net(**kwargs)
+
+
+def image_n3net(height: int, width: int, backend: str = "fast", without_n3: bool = False,
+                device: str = "cpu") -> Call:
+    net = _n3net(backend=backend).eval().to(device)
+    model = WithoutN3(net) if without_n3 else net
+    x = torch.rand(1, 1, height, width, device=device)
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(x)
+        _sync(device)
+
+    return call
+
+
+def train_step(model: str, batch: int = 32, size: int = 80, device: str = "cpu") -> Call:
+    if model == "n3net":
+        net = _n3net()
+    else:
+        from n3seq_image import DnCNN
+
+        torch.manual_seed(0)
+        net = DnCNN(1, 1, depth=17, features=64)
+    net = net.train().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    clean = torch.rand(batch, 1, size, size, device=device)
+    noisy = clean + 0.1 * torch.randn_like(clean)
+
+    def call() -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.mse_loss(net(noisy), clean).backward()
+        opt.step()
+        _sync(device)
+
+    return call
+
+
+CASES: dict[str, Callable[..., Call]] = {
+    "sets_hard": sets_hard,
+    "sets_n3": sets_n3,
+    "sets_naive": sets_naive,
+    "sets_approx": sets_approx,
+    "windows_hard": windows_hard,
+    "windows_n3": windows_n3,
+    "image_n3net": image_n3net,
+    "train_step": train_step,
+}

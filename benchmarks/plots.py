@@ -1,0 +1,57 @@
+"""Log-log plots of time and peak memory vs N from a benchmark JSON payload."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _series(payload: dict[str, Any], suite: str, key: str) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for row in payload["results"]:
+        value = row["result"].get(key)
+        if row["suite"] == suite and value is not None:
+            out[row["label"]].append((row["size"], value))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_all(payload: dict[str, Any], folder: Path) -> list[Path]:
+    """Writes ``bench_<suite>.png`` (time and memory vs N, log-log) for sets and windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suite, xlabel in (("sets", "set size N (= M)"), ("windows", "sequence length N")):
+        times = _series(payload, suite, "median_s")
+        if not times:
+            continue
+        mem = _series(payload, suite, "call_mib")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, data, ylabel in ((axes[0], times, "median time (s)"),
+                                 (axes[1], mem, "peak memory of the call (MiB)")):
+            for label, points in data.items():
+                xs, ys = zip(*points)
+                style = {"color": "k", "lw": 2.5} if label.startswith("hard") else {}
+                ax.plot(xs, [max(y, 1e-3) for y in ys], "o-", label=label, **style)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"{suite}: E = F = 64, k = 7 (hard kNN in black)")
+        written.append(_save(fig, folder / f"bench_{suite}.png"))
+        plt.close(fig)
+    return written

@@ -1,0 +1,248 @@
+"""Run the benchmark suites, print a table, write JSON (and plots).
+
+Usage::
+
+    python -m benchmarks.run                       # every suite, default sizes (make bench)
+    python -m benchmarks.run --quick               # small sizes, a few minutes
+    python -m benchmarks.run --suites sets --sizes 1024,4096 --repeats 5
+
+Suites: ``sets`` (global knn_aggregate vs hard kNN and a naive full-matrix relaxation),
+``windows`` (1-D windows), ``image`` (N3Net inference vs the same convolutions without N³),
+``train`` (N3Net vs DnCNN-17 training step), ``cuda`` (the sets suite on a GPU with fp16/bf16
+autocast; skipped without CUDA). Times are medians; ratios are to the baseline of the same
+group, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.cases import CASES
+from benchmarks.measure import median_time, peak_memory
+
+SUITES = ("sets", "windows", "image", "train", "cuda")
+
+
+@dataclass
+class Job:
+    """One measured call: ``CASES[case](**params)``; ``group`` shares one baseline."""
+
+    suite: str
+    label: str
+    case: str
+    params: dict[str, Any]
+    group: str
+    size: int
+    baseline: bool = False
+    memory: bool = True
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
+               autocasts: tuple[str | None, ...] = (None,)) -> list[Job]:
+    jobs = []
+    for n in sizes:
+        group = f"{suite} N={n}"
+        base = {"n": n, "device": device}
+        jobs.append(Job(suite, "hard kNN", "sets_hard", base, group, n, baseline=True))
+        for ac in autocasts:
+            tag = f" {ac}" if ac else ""
+            extra = {"autocast": ac} if ac else {}
+            jobs.append(Job(suite, f"n3 forward{tag}", "sets_n3", {**base, **extra}, group, n))
+            if n <= 16384:
+                jobs.append(Job(suite, f"n3 forward+backward{tag}", "sets_n3",
+                                {**base, **extra, "grad": True}, group, n))
+        if device == "cpu":
+            # k full N×N matrices: 4 GiB at N = 8192 forward, several times that with grad.
+            if n <= 4096:
+                jobs.append(Job(suite, "naive forward", "sets_naive", base, group, n))
+                jobs.append(Job(suite, "naive forward+backward", "sets_naive",
+                                {**base, "grad": True}, group, n))
+            jobs.append(Job(suite, "approx L=32 forward", "sets_approx", base, group, n))
+            jobs.append(Job(suite, "approx L=32 forward+backward", "sets_approx",
+                            {**base, "grad": True}, group, n))
+    return jobs
+
+
+def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
+    jobs: list[Job] = []
+    skipped: dict[str, str] = {}
+    suites = args.suites
+    if "sets" in suites:
+        jobs += _sets_jobs(args.sizes)
+    if "windows" in suites:
+        for n in args.window_sizes:
+            group = f"windows N={n}"
+            p = {"n": n, "radius": args.radius}
+            jobs += [Job("windows", "hard kNN", "windows_hard", p, group, n, baseline=True),
+                     Job("windows", "n3 forward", "windows_n3", p, group, n),
+                     Job("windows", "n3 forward+backward", "windows_n3", {**p, "grad": True},
+                         group, n)]
+    if "image" in suites or "train" in suites:
+        try:
+            import n3seq_image  # noqa: F401
+        except ImportError as err:
+            for s in ("image", "train"):
+                if s in suites:
+                    skipped[s] = f"n3seq_image not importable: {err}"
+            suites = [s for s in suites if s not in ("image", "train")]
+    if "image" in suites:
+        for h, w in args.image_sizes:
+            group = f"image {h}x{w}"
+            p = {"height": h, "width": w}
+            jobs.append(Job("image", "convolutions only (N3 removed)", "image_n3net",
+                            {**p, "without_n3": True}, group, h * w, baseline=True))
+            jobs.append(Job("image", "N3Net (fast)", "image_n3net", p, group, h * w))
+            if h * w <= 256 * 256 and not args.quick:
+                jobs.append(Job("image", "N3Net (reference)", "image_n3net",
+                                {**p, "backend": "reference"}, group, h * w))
+    if "train" in suites:
+        group = f"train batch {args.train_batch}x80x80"
+        p = {"batch": args.train_batch, "size": 80}
+        jobs.append(Job("train", "DnCNN-17 step", "train_step", {**p, "model": "dncnn"},
+                        group, args.train_batch, baseline=True))
+        jobs.append(Job("train", "N3Net step", "train_step", {**p, "model": "n3net"}, group,
+                        args.train_batch))
+    if "cuda" in suites:
+        if torch.cuda.is_available():
+            jobs += _sets_jobs(args.sizes, "cuda", "cuda", (None, "float16", "bfloat16"))
+        else:
+            skipped["cuda"] = "no CUDA device available (torch.cuda.is_available() is False)"
+    return jobs, skipped
+
+
+def run_jobs(jobs: list[Job], args: argparse.Namespace) -> None:
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.group}: {job.label} ...", file=sys.stderr, flush=True)
+        try:
+            fn = CASES[job.case](**job.params)
+            job.result.update(median_time(fn, args.repeats, args.budget))
+            del fn
+        except (RuntimeError, MemoryError) as err:  # e.g. out of memory
+            job.result["error"] = f"{type(err).__name__}: {str(err)[:200]}"
+            continue
+        if job.memory and not args.no_memory:
+            job.result.update(peak_memory(job.case, job.params, args.threads))
+    baselines = {j.group: j for j in jobs if j.baseline}
+    for job in jobs:
+        base = baselines.get(job.group)
+        if base and "median_s" in job.result and "median_s" in base.result:
+            job.result["ratio"] = job.result["median_s"] / base.result["median_s"]
+
+
+def format_table(jobs: list[Job]) -> str:
+    head = ("group", "case", "median ms", "ratio", "peak MiB", "call MiB", "n")
+    rows = [head]
+    for j in jobs:
+        r = j.result
+        if "error" in r and "median_s" not in r:
+            rows.append((j.group, j.label, "error", "", "", "", r["error"][:40]))
+            continue
+        rows.append((
+            j.group, j.label + (" [baseline]" if j.baseline else ""),
+            f"{1e3 * r['median_s']:.1f}", f"{r['ratio']:.2f}" if "ratio" in r else "",
+            f"{r['peak_mib']:.0f}" if "peak_mib" in r else r.get("error", "")[:20],
+            f"{r['call_mib']:.0f}" if "call_mib" in r else "", str(r.get("repeats", "")),
+        ))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _image_sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in s.split("x")) for s in text.split(",") if s]  # type: ignore
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suites", default=",".join(SUITES),
+                   help=f"comma-separated subset of {','.join(SUITES)}")
+    p.add_argument("--quick", action="store_true", help="small sizes and few repeats")
+    p.add_argument("--sizes", type=_ints, default=None,
+                   help="set sizes N of the sets suite (default 1024,4096,16384,65536)")
+    p.add_argument("--window-sizes", type=_ints, default=None,
+                   help="sequence lengths of the windows suite (default 25000,50000,100000)")
+    p.add_argument("--radius", type=int, default=16, help="window radius")
+    p.add_argument("--image-sizes", type=_image_sizes, default=None,
+                   help="HxW list (default 256x256,481x321,1024x1024)")
+    p.add_argument("--train-batch", type=int, default=None, help="training batch (default 32)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5)")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="seconds per case before repeats are reduced")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--no-memory", action="store_true", help="skip peak-memory subprocesses")
+    p.add_argument("--out", type=Path, default=Path("results/bench/bench.json"))
+    p.add_argument("--plots", type=Path, default=None,
+                   help="folder for PNG plots (e.g. docs/img); none by default")
+    args = p.parse_args(argv)
+    args.suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        p.error(f"unknown suites {unknown}; choose from {list(SUITES)}")
+    q = args.quick
+    args.sizes = args.sizes or ([1024, 4096] if q else [1024, 4096, 16384, 65536])
+    args.window_sizes = args.window_sizes or ([10000, 20000] if q else [25000, 50000, 100000])
+    args.image_sizes = args.image_sizes or (
+        [(256, 256)] if q else [(256, 256), (481, 321), (1024, 1024)])
+    args.train_batch = args.train_batch or (4 if q else 32)
+    args.repeats = args.repeats or (3 if q else 5)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    jobs, skipped = build_jobs(args)
+    started = time.time()
+    run_jobs(jobs, args)
+    table = format_table(jobs)
+    print(table)
+    for suite, reason in skipped.items():
+        print(f"skipped {suite}: {reason}")
+    payload = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:],
+            "torch": torch.__version__, "threads": args.threads, "python": sys.version.split()[0],
+            "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "wall_s": time.time() - started,
+        },
+        "skipped": skipped,
+        "results": [asdict(j) for j in jobs],
+    }
+    write_json_atomic(args.out, payload)
+    print(f"wrote {args.out}")
+    if args.plots is not None:
+        from benchmarks.plots import plot_all
+
+        for path in plot_all(payload, args.plots):
+            print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The benchmark harness runs at tiny sizes and writes valid JSON (no timing assertions)."""
+
+import json
+
+import pytest
+
+from benchmarks.cases import CASES
+from benchmarks.measure import peak_memory
+from benchmarks.run import main, parse_args
+
+
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
+    out = tmp_path / "bench.json"
+    main(["--suites", "sets,windows,cuda", "--sizes", "64", "--window-sizes", "100",
+          "--repeats", "1", "--no-memory", "--out", str(out)])
+    payload = json.loads(out.read_text())
+    rows = payload["results"]
+    assert {r["suite"] for r in rows} == {"sets", "windows"}
+    for row in rows:
+        assert row["result"]["median_s"] > 0, row
+        assert row["result"]["ratio"] > 0, row
+    assert all(r["result"]["ratio"] == 1.0 for r in rows if r["baseline"])
+    assert payload["meta"]["threads"] == 2
+    printed = capsys.readouterr().out
+    assert "hard kNN [baseline]" in printed
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_cuda_suite_skips_cleanly_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the cuda suite runs instead of skipping")
+    args = parse_args(["--suites", "cuda", "--out", str(tmp_path / "b.json")])
+    from benchmarks.run import build_jobs
+
+    jobs, skipped = build_jobs(args)
+    assert jobs == []
+    assert "no CUDA" in skipped["cuda"]
+
+
+def test_peak_memory_in_a_fresh_process():
+    result = peak_memory("sets_n3", {"n": 32, "e": 4, "f": 4, "k": 2}, threads=1)
+    assert result["peak_mib"] >= result["before_mib"] > 0
+    assert result["call_mib"] >= 0
+
+
+def test_every_case_builds_at_tiny_size():
+    tiny = {
+        "sets_hard": {"n": 16, "e": 4, "f": 4, "k": 2},
+        "sets_n3": {"n": 16, "e": 4, "f": 4, "k": 2, "grad": True},
+        "sets_naive": {"n": 16, "e": 4, "f": 4, "k": 2, "grad": True},
+        "sets_approx": {"n": 40, "e": 4, "f": 4, "k": 2, "num_candidates": 8},
+        "windows_hard": {"n": 30, "radius": 2, "e": 4, "f": 4, "k": 2},
+        "windows_n3": {"n": 30, "radius": 2, "e": 4, "f": 4, "k": 2, "grad": True},
+    }
+    for name, params in tiny.items():
+        CASES[name](**params)()
+
+
+def test_bad_suite_name():
+    with pytest.raises(SystemExit):
+        parse_args(["--suites", "sets,gpu"])
