@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,7 +29,7 @@ def inlier_loss(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> T
 
 def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 16,
                            lr: float = 1e-3, seed: int = 0, progress: bool = False,
-                           **data_kwargs) -> list[float]:
+                           **data_kwargs: Any) -> list[float]:
     """Trains ``model`` on freshly generated correspondence sets (Adam, one-cycle schedule).
 
     Args:

@@ -13,7 +13,6 @@ from n3seq.timeseries.baselines import (
     savitzky_golay,
     seasonal_naive,
 )
-from n3seq.timeseries.candidates import padded_window_candidates
 from n3seq.timeseries.data import SeriesSplit, load_co2, load_split, load_sunspots, split_in_time
 from n3seq.timeseries.metrics import masked_mae, masked_mse
 from n3seq.timeseries.model import (
@@ -61,7 +60,6 @@ __all__ = [
     "matching_width",
     "moving_average",
     "num_windows",
-    "padded_window_candidates",
     "random_crops",
     "savitzky_golay",
     "seasonal_naive",

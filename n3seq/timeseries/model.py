@@ -8,14 +8,14 @@ observed points as extra channels, and predicts the complete clean series.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from n3seq._checks import check_finite, check_floating, check_rank
-from n3seq.aggregate import knn_aggregate
-from n3seq.block import N3Block, n3_output
-from n3seq.timeseries.candidates import padded_window_candidates
+from n3seq.block import N3Block
 from n3seq.timeseries.windows import (
     _check_window,
     check_padding_mask,
@@ -45,8 +45,8 @@ class SeriesN3Stage(nn.Module):
     """Residual N³ stage ``h + Linear([h, ĥ₁ − h, …, ĥₖ − h])`` over window tokens.
 
     Neighbours are searched over all tokens of the same series (``radius=None``) or in a
-    window of ``2·radius + 1`` tokens kept inside each series
-    (:func:`padded_window_candidates`); the query is excluded and padding tokens are never
+    window of ``2·radius + 1`` tokens kept inside each series (``N3Block(radius=r)`` shifts
+    the windows by the series lengths); the query is excluded and padding tokens are never
     chosen.
 
     Args:
@@ -59,24 +59,12 @@ class SeriesN3Stage(nn.Module):
     def __init__(self, dim: int, k: int = 4, radius: int | None = None,
                  temperature_bias: float = 0.1) -> None:
         super().__init__()
-        if radius is not None and (radius < 1 or 2 * radius < k):
-            raise ValueError(f"radius must be >= 1 and give 2*radius >= k={k}, got {radius}")
-        self.block = N3Block(dim, k, temperature_bias=temperature_bias)
+        self.block = N3Block(dim, k, temperature_bias=temperature_bias, radius=radius)
         self.radius = radius
         self.proj = nn.Linear(self.block.out_dim, dim)
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        if self.radius is None:
-            out = self.block(h, mask=mask)
-        else:
-            b, n, _ = h.shape
-            lengths = mask.sum(-1) if mask is not None else h.new_full((b,), n, dtype=torch.long)
-            candidates = padded_window_candidates(lengths, n, self.radius)
-            emb = self.block.embedding(h)
-            neighbours = knn_aggregate(emb, emb, h, self.block.k, self.block.temperature(h),
-                                       candidates=candidates, mask=mask, exclude_self=True)
-            out = n3_output(h, neighbours, self.block.differences)
-        return h + self.proj(out)
+        return h + self.proj(self.block(h, mask=mask))
 
 
 class DenseStage(nn.Module):
@@ -185,7 +173,7 @@ class SeriesModel(nn.Module):
         torch.Size([2, 64, 1])
     """
 
-    def __init__(self, channels: int, **net_kwargs) -> None:
+    def __init__(self, channels: int, **net_kwargs: Any) -> None:
         super().__init__()
         self.channels = channels
         self.net = SeriesNet(2 * channels, channels, **net_kwargs)

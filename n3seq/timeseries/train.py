@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,7 +15,7 @@ from n3seq.timeseries.tasks import check_task, make_episode, random_crops
 
 def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: int = 500,
                      batch: int = 16, min_len: int = 64, max_len: int = 128, lr: float = 2e-3,
-                     seed: int = 0, progress: bool = False, **episode_kwargs) -> list[float]:
+                     seed: int = 0, progress: bool = False, **episode_kwargs: Any) -> list[float]:
     """Trains ``model`` on random crops of ``train`` for one task (Adam, cosine decay).
 
     Each step draws ``batch`` crops of random length (a padded batch), corrupts them as
