@@ -4,7 +4,7 @@ Both networks are :class:`~n3seq.sets.CorrespondenceNet`: the same per-point MLP
 normalisation, trained with the same budget (steps, batch, learning rate, data stream, seed).
 One has an N³ block over the whole set; the other has a dense residual layer in its place
 and a token width raised until the parameter counts match. Data: random homographies,
-50–90 % outliers, 1 px noise, 64–160 correspondences per set (padded batches).
+50–90 % outliers, 1 px noise, 50–120 correspondences per set (padded batches).
 
 Writes ``table.md``, ``results.json`` and ``sets.png`` to ``--out``.
 
@@ -52,18 +52,18 @@ def evaluate(logits: torch.Tensor, data: dict, select: torch.Tensor | None = Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/sets"))
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--test-sets", type=int, default=300)
+    parser.add_argument("--width", type=int, default=48)
+    parser.add_argument("--k", type=int, default=6)
+    parser.add_argument("--test-sets", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    data_kwargs = {"min_points": 64, "max_points": 160, "outlier_ratio": (0.5, 0.9),
+    data_kwargs = {"min_points": 50, "max_points": 120, "outlier_ratio": (0.5, 0.9),
                    "noise_px": 1.0}
     test = make_correspondences(args.test_sets, generator=torch.Generator().manual_seed(123),
                                 **data_kwargs)
