@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, seed=args.seed, val_data=args.val_data,
         val_images=args.val_images, val_crop=args.val_crop, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-        max_minutes=args.max_minutes, threads=args.threads, sync_bn=args.sync_bn,
+        max_minutes=args.max_minutes, threads=args.threads, init=args.init, sync_bn=args.sync_bn,
         progress=not args.no_progress,
     )
     summary = train(cfg, resume=args.resume)
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int, default=2, help="0 keeps all")
     p.add_argument("--max-minutes", type=float, default=0.0, help="wall-time cap (0 = none)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--init", choices=["zero-tail", "default"], default="zero-tail",
+                   help="zero-tail: residual stages start as the identity")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (GPU)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-progress", action="store_true")
@@ -154,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--sigma", type=sigma_value, required=True,
                        help="noise level on the 0-255 scale")
-        q.add_argument("--tile", type=positive_int, default=256, help="tile size (>= 80)")
+        q.add_argument("--tile", type=positive_int, default=512, help="tile size (>= 80)")
         q.add_argument("--overlap", type=int, default=48)
         q.add_argument("--device", default="cpu")
         q.add_argument("--threads", type=int, default=0)

@@ -59,7 +59,7 @@ def _ramp(size: int, overlap: int) -> np.ndarray:
 def denoise_tensor(
     model: nn.Module,
     image: np.ndarray,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 48,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
@@ -171,7 +171,7 @@ def model_sigma(spec: str) -> float | None:
 def get_denoiser(
     spec: str,
     sigma: float,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 48,
     device: str = "cpu",
 ) -> Denoiser:
@@ -221,7 +221,7 @@ def denoise_file(
     sigma: float,
     model: str = "n3net",
     add_noise_seed: int | None = None,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 48,
     device: str = "cpu",
 ) -> np.ndarray:

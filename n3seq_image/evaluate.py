@@ -123,7 +123,7 @@ def build_methods(
     models: list[str],
     sigma: float,
     baselines: list[str] | None = None,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 48,
     device: str = "cpu",
 ) -> dict[str, Denoiser]:

@@ -70,6 +70,10 @@ class TrainConfig:
         keep_checkpoints: how many recent checkpoints to keep (0 = all).
         max_minutes: stop (after checkpointing) when this wall time is exceeded; 0 = no limit.
         threads: torch intra-op threads (0 = leave as is).
+        init: ``"zero-tail"`` zeroes the last convolution of every DnCNN stage, so a residual
+            network starts as the identity (output = noisy input) instead of a large random
+            correction; this saves the first few hundred steps of a short run. ``"default"``
+            keeps the model's own initialisation.
         sync_bn: use SyncBatchNorm under DDP (GPU only).
         progress: show a tqdm progress bar.
     """
@@ -95,6 +99,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_minutes: float = 0.0
     threads: int = 0
+    init: str = "zero-tail"
     sync_bn: bool = False
     progress: bool = True
 
@@ -105,6 +110,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init not in ("zero-tail", "default"):
+            raise ValueError(f"init must be 'zero-tail' or 'default', got {self.init!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -120,6 +127,24 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def zero_init_tails(model: nn.Module) -> int:
+    """Zeroes the output convolution of every residual DnCNN (stage) in ``model``.
+
+    Returns:
+        The number of stages changed.
+    """
+    from n3seq_image import DnCNN
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, DnCNN) and module.residual:
+            nn.init.zeros_(module.tail.weight)
+            if module.tail.bias is not None:
+                nn.init.zeros_(module.tail.bias)
+            count += 1
+    return count
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -223,7 +248,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     model_cfg = {**DEFAULT_CONFIGS[cfg.model], **cfg.model_config}
-    model = build_model(cfg.model, model_cfg).to(device).train()
+    model = build_model(cfg.model, model_cfg)
+    if cfg.init == "zero-tail":
+        zero_init_tails(model)
+    model = model.to(device).train()
     optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
 
     start_step, log, elapsed_before = 0, [], 0.0
