@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall-time cap per model (the log records where it stopped)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--figure-item", type=int, default=1)
+    parser.add_argument("--figure-item", type=int, default=0)
     parser.add_argument("--export-weights", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -62,7 +64,7 @@ def si_sdr(estimate: Tensor, target: Tensor, zero_mean: bool = True, eps: float 
     return 10 * torch.log10(ratio)
 
 
-def si_sdr_improvement(estimate: Tensor, mixture: Tensor, target: Tensor, **kwargs) -> Tensor:
+def si_sdr_improvement(estimate: Tensor, mixture: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
     """SI-SDR of the estimate minus SI-SDR of the unprocessed mixture, in dB.
 
     Args:
