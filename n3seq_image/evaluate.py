@@ -141,6 +141,9 @@ def build_methods(
 
             print("warning: bm3d is not installed (pip install bm3d); skipping it", file=sys.stderr)
             continue
-        name = Path(spec).stem if spec.endswith(".safetensors") else spec
+        if spec.startswith("official:"):
+            name = "official-" + Path(spec.split(":", 1)[1]).stem
+        else:
+            name = Path(spec).stem if spec.endswith(".safetensors") else spec
         methods[name] = get_denoiser(spec, sigma, tile=tile, overlap=overlap, device=device)
     return methods
