@@ -192,11 +192,11 @@ def n3_aggregate_2d(
     n1, n2 = patch_grid((h, w), patch_size, stride)
     temperature = _patch_temperature(log_temperature, b, n1 * n2, patch_size, stride,
                                      temperature_bias, y)
-    if backend == "reference":
+    from n3seq_image.fast2d import aggregate_tiled, supports_fast
+
+    if backend == "reference" or not supports_fast(patch_size, stride):
         return _reference(y, embedding, temperature, k, patch_size, stride, window, score_norm,
                           placement)
-    from n3seq_image.fast2d import aggregate_tiled
-
     return aggregate_tiled(y, embedding, temperature, k, patch_size, stride, window,
                            lambda d, t: _weights(d, t, k, score_norm, placement))
 

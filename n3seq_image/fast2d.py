@@ -1,14 +1,23 @@
 """The fast backend of :func:`~n3seq_image.block2d.n3_aggregate_2d`: tiles of query patches.
 
-The queries of a ``tile × tile`` block of patch positions share one rectangle of candidate
-patches, the union of their search windows (at most ``tile + window − 1`` positions per
-side). For each tile, all query–candidate distances are one matrix product
-(``‖q‖² + ‖c‖² − 2 q·c``, on embeddings centred per channel so that the expansion does not
-cancel), the window's ``window² − 1`` scores per query are picked from it in exactly the
-order of the reference backend, and, after the relaxation, the k weight vectors are scattered
-back into a dense tile matrix whose product with the candidate patches gives the neighbour
-patches. Tiles are processed one row at a time and folded into the output strip by strip, so
-memory stays a few times the feature map, and no per-query candidate patches are gathered.
+When the stride ``s`` divides the patch size ``p`` (N3Net: 10 and 5), the padded maps split
+into ``s × s`` blocks and every patch is a ``P × P`` square of blocks (``P = p / s``). Two
+patches at a given offset differ block by block at that same offset, so
+
+* the distance of two patches is a box sum (over the ``P × P`` blocks) of block distances,
+  i.e. ``‖q‖² + ‖c‖² − 2 q·c`` with the cross term a box sum of a block Gram matrix;
+* folding the k neighbour patches back into an image sums, for every block, the weights of
+  the ``P²`` patches that contain it, each shifted to the same offset: one weight matrix per
+  block instead of one per patch, and a single product with the candidate *blocks*.
+
+The queries of a ``tile × tile`` square of patch positions share one rectangle of candidates,
+the union of their search windows (at most ``tile + window − 1`` positions per side), so each
+tile costs two small matrix products: block Gram (distances) and block weights × candidate
+blocks (aggregation). Windowed scores are picked from the tile's dense distances in exactly
+the order of the reference backend, so batch-norm statistics and the relaxation are shared.
+Embeddings are centred per channel first (distances do not change) so that the expanded
+square does not cancel. Memory stays a few times the feature map; no per-query candidate
+patches are ever gathered.
 """
 
 from __future__ import annotations
@@ -20,25 +29,37 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from n3seq_image.patches import extract_patches, patch_grid, patch_padding
+from n3seq_image.patches import pad_for_patches, patch_grid, patch_padding
 from n3seq_image.windows import window_starts
 
-#: Side of a tile of query patches.
+#: Side of a tile of query patch positions.
 TILE = 8
 
 
-def _tile_layout(n: int, window: int, tile: int, device: torch.device) -> tuple[Tensor, ...]:
-    """Per axis: query positions of each tile ``(T, tile)`` (clamped, so the last tile repeats
-    its final position), the union's first candidate ``(T,)``, and the union-local index of
-    each query's window slots ``(T, tile, window)``."""
+def _axis_layout(n: int, window: int, tile: int, device: torch.device) -> dict[str, Tensor]:
+    """Tiling of one axis of the patch grid (``n`` positions).
+
+    Returns ``queries (T, tile)`` (positions of each tile, clamped at the end),
+    ``first (T,)`` (first candidate of the tile's union of windows, ``span`` long),
+    ``local (T, tile)`` (where each query's window starts inside its union) and
+    ``own (T, tile)`` (the query's place in its window).
+    """
     span = min(tile + window - 1, n)
     count = -(-n // tile)
-    queries = (torch.arange(count, device=device)[:, None] * tile
-               + torch.arange(tile, device=device)).clamp(max=n - 1)
+    queries = torch.arange(count, device=device)[:, None] * tile + torch.arange(
+        tile, device=device)
+    queries = queries.clamp(max=n - 1)
     starts = window_starts(n, window, device)
     first = starts[queries[:, 0]].clamp(max=n - span)
-    local = starts[queries][..., None] + torch.arange(window, device=device) - first[:, None, None]
-    return queries, first, local, torch.tensor(span)
+    local = starts[queries] - first[:, None]
+    own = queries - starts[queries]
+    return {"queries": queries, "first": first, "local": local, "own": own,
+            "span": torch.tensor(span)}
+
+
+def supports_fast(patch_size: int, stride: int) -> bool:
+    """The fast backend needs the stride to divide the patch size."""
+    return patch_size % stride == 0
 
 
 def aggregate_tiled(
@@ -46,81 +67,96 @@ def aggregate_tiled(
     window: int, weights_fn: Callable[[Tensor, Tensor], Tensor], tile: int = TILE,
 ) -> Tensor:
     """Same contract as the reference backend: ``(B, k, C, H, W)`` neighbour images."""
-    b, c, h, w = y.shape
+    b, _, h, w = y.shape
+    s, pb = stride, patch_size // stride
     n1, n2 = patch_grid((h, w), patch_size, stride)
     dev = y.device
-    # Distances are translation invariant: centring the (padded) patches per channel keeps
-    # ‖q‖² + ‖c‖² − 2 q·c from cancelling when the embedding has a large offset.
-    e = embedding.shape[1]
-    centre = embedding.detach().mean(dim=(2, 3))
-    ep = extract_patches(embedding, patch_size, stride)
-    ep = ep - centre.repeat_interleave(patch_size * patch_size, dim=1)[:, None, :]
-    ep = ep.view(b, n1, n2, e * patch_size**2)
-    yp = extract_patches(y, patch_size, stride).view(b, n1, n2, -1)
-    sq = ep.pow(2).sum(-1)
+    rows = _axis_layout(n1, window, tile, dev)
+    cols = _axis_layout(n2, window, tile, dev)
+    l1, l2 = int(rows["span"]), int(cols["span"])
+    t1n, t2n = rows["queries"].shape[0], cols["queries"].shape[0]
+    ext = pb - 1
+    tb, lb1, lb2 = tile + ext, l1 + ext, l2 + ext  # block extents of query tile and union
 
-    qi, r0, loc_r, span1 = _tile_layout(n1, window, tile, dev)
-    qj, c0, loc_c, span2 = _tile_layout(n2, window, tile, dev)
-    l1, l2 = int(span1), int(span2)
-    t2 = qj.shape[0]
-    # Union-local index of every window slot, self excluded (reference order): (T2, th, tw, O)
-    # for tile row t1 is built from loc_r[t1] and loc_c.
-    own_r = (qi - window_starts(n1, window, dev)[qi])  # (T1, tile): query's row in its window
-    own_c = (qj - window_starts(n2, window, dev)[qj])  # (T2, tile)
-    slots = torch.arange(window * window, device=dev)
-    cand_rows = torch.arange(l1, device=dev)
-    cand_cols = c0[:, None] + torch.arange(l2, device=dev)  # (T2, l2)
+    # Block vectors of the padded maps, with the block grid padded at the end so that every
+    # tile of queries (tile + ext blocks per side) is a plain slice.
+    e = pad_for_patches(embedding, patch_size, stride)
+    e = e - embedding.detach().mean(dim=(2, 3), keepdim=True)
+    eb = rearrange(e, "b c (i u) (j v) -> b i j (c u v)", u=s, v=s)
+    yb = rearrange(pad_for_patches(y, patch_size, stride), "b c (i u) (j v) -> b i j (c u v)",
+                   u=s, v=s)
+    m1, m2 = eb.shape[1:3]
+    eb_q = F.pad(eb, (0, 0, 0, t2n * tile + ext - m2, 0, t1n * tile + ext - m1))
+    c_bcols = (cols["first"][:, None] + torch.arange(lb2, device=dev)).flatten()
 
-    def slot_index(t1: int) -> Tensor:
-        full = loc_r[t1][None, :, None, :, None] * l2 + loc_c[:, None, :, None, :]
-        full = full.reshape(t2, tile, tile, window * window)
-        own = (own_r[t1][None, :, None] * window + own_c[:, None, :])[..., None]
-        keep = slots != own
-        return full[keep.expand_as(full)].view(t2, tile * tile, window * window - 1)
+    def query_blocks(t1: int) -> Tensor:
+        x = eb_q[:, t1 * tile : t1 * tile + tb].unfold(2, tb, tile)  # b i t d j
+        return rearrange(x, "b i t d j -> (b t) (i j) d")
 
-    def tile_rows(t1: int) -> tuple[Tensor, Tensor]:
-        rows = qi[t1]
-        q_rows = rows[None, :, None]
-        q_cols = qj[:, None, :]
-        c_rows = (r0[t1] + cand_rows)[None, :, None]
-        c_cols = cand_cols[:, None, :]
-        return (q_rows, q_cols), (c_rows, c_cols)
+    def cand_blocks(src: Tensor, t1: int) -> Tensor:
+        first = int(rows["first"][t1])
+        x = src[:, first : first + lb1].index_select(2, c_bcols)
+        return rearrange(x, "b i (t j) d -> (b t) (i j) d", j=lb2)
 
-    num_rows = [min(tile, n1 - t * tile) for t in range(qi.shape[0])]
+    cache: dict[tuple[int, ...], list[Tensor]] = {}
+
+    def pair_index(t1: int) -> list[Tensor]:
+        """Per block offset (u, v) of the patch: flat index ``(T2, tile²·O)`` into the
+        tile's (query block × candidate block) matrix of every (query, window slot) pair,
+        query skipped, slots row-major (the reference order)."""
+        key = tuple(rows["local"][t1].tolist()) + tuple(rows["own"][t1].tolist())
+        if key not in cache:
+            o = torch.arange(window * window - 1, device=dev)
+            own = (rows["own"][t1][None, :, None] * window + cols["own"][:, None, :])
+            slot = o + (o >= own[..., None]).long()  # (T2, th, tw, O)
+            ra = rows["local"][t1][None, :, None, None] + slot // window
+            cb = cols["local"][:, None, :, None] + slot % window
+            i = torch.arange(tile, device=dev)[None, :, None, None]
+            j = torch.arange(tile, device=dev)[None, None, :, None]
+            cache[key] = [
+                rearrange(((i + u) * tb + (j + v)) * (lb1 * lb2) + (ra + u) * lb2 + (cb + v),
+                          "t i j o -> t (i j o)")
+                for u in range(pb) for v in range(pb)
+            ]
+        return cache[key]
 
     dists = []
-    for t1 in range(qi.shape[0]):
-        (qr, qc), (cr, cc) = tile_rows(t1)
-        q = rearrange(ep[:, qr, qc], "b t i j d -> (b t) (i j) d")
-        cand = rearrange(ep[:, cr, cc], "b t i j d -> (b t) (i j) d")
-        sq_q = rearrange(sq[:, qr, qc], "b t i j -> (b t) (i j) 1")
-        sq_c = rearrange(sq[:, cr, cc], "b t i j -> (b t) 1 (i j)")
-        dense = torch.baddbmm(sq_q + sq_c, q, cand.transpose(1, 2), alpha=-2.0)
-        idx = slot_index(t1).repeat(b, 1, 1)
-        d = rearrange(dense.gather(2, idx), "(b t) (i j) o -> b i (t j) o", b=b, i=tile)
-        dists.append(d[:, : num_rows[t1], :n2])
+    for t1 in range(t1n):
+        q = query_blocks(t1)
+        cand = cand_blocks(eb, t1)
+        block_dist = torch.baddbmm(
+            q.pow(2).sum(-1, keepdim=True) + cand.pow(2).sum(-1)[:, None, :],
+            q, cand.transpose(1, 2), alpha=-2.0,
+        ).view(b * t2n, -1)
+        d = sum(block_dist.gather(1, idx.repeat(b, 1)) for idx in pair_index(t1))
+        d = rearrange(d, "(b t) (i j o) -> b i (t j) o", b=b, i=tile, j=tile)
+        dists.append(d[:, : min(tile, n1 - t1 * tile), :n2])
     dist = rearrange(torch.cat(dists, dim=1), "b i j o -> b (i j) o")
     weights = weights_fn(dist, temperature).view(b, n1, n2, k, -1)
+    # Zero weights for the query positions past the grid's end: tiles become plain slices.
+    weights = F.pad(weights, (0, 0, 0, 0, 0, t2n * tile - n2, 0, t1n * tile - n1))
 
-    pt, pb = patch_padding(h, patch_size, stride)
-    pl, pr = patch_padding(w, patch_size, stride)
-    hp, wp = h + pt + pb, w + pl + pr
-    out = y.new_zeros(b * k, c, hp, wp)
-    for t1 in range(qi.shape[0]):
-        (qr, qc), (cr, cc) = tile_rows(t1)
-        wt = rearrange(weights[:, qr, qc], "b t i j k o -> (b t) (i j) k o")
-        idx = slot_index(t1).repeat(b, 1, 1)[:, :, None, :].expand(-1, -1, k, -1)
-        dense = wt.new_zeros(wt.shape[0], tile * tile, k, l1 * l2).scatter(3, idx, wt)
-        cand = rearrange(yp[:, cr, cc], "b t i j d -> (b t) (i j) d")
-        z = torch.bmm(dense.view(wt.shape[0], -1, l1 * l2), cand)
-        z = rearrange(z, "(b t) (i j k) d -> (b k) d i (t j)", b=b, i=tile, k=k)
-        rows = num_rows[t1]
-        z = z[..., :rows, :n2].reshape(b * k, -1, rows * n2)
-        strip_h = patch_size + stride * (rows - 1)
-        top = t1 * tile * stride
-        strip = F.fold(z, (strip_h, wp), patch_size, stride=stride)
-        out[:, :, top : top + strip_h] += strip
-    ones = torch.ones(1, patch_size * patch_size, n1 * n2, dtype=y.dtype, device=dev)
-    count = F.fold(ones, (hp, wp), patch_size, stride=stride)
-    out = (out / count)[..., pt : pt + h, pl : pl + w]
-    return rearrange(out, "(b k) c h w -> b k c h w", b=b)
+    out = y.new_zeros(b, k, t1n * tile + ext, t2n * tile + ext, yb.shape[-1])
+    for t1 in range(t1n):
+        wt = rearrange(weights[:, t1 * tile : (t1 + 1) * tile],
+                       "b i (t j) k o -> (b t) k (i j o)", j=tile)
+        per_block = wt.new_zeros(b * t2n, k, tb * tb * lb1 * lb2)
+        for idx in pair_index(t1):
+            per_block = per_block.scatter_add(
+                2, idx.repeat(b, 1)[:, None, :].expand(-1, k, -1), wt)
+        cand = cand_blocks(yb, t1)
+        z = torch.bmm(per_block.view(b * t2n, k * tb * tb, lb1 * lb2), cand)
+        z = rearrange(z, "(b t) (k i j) d -> b k i t j d", b=b, k=k, i=tb)
+        # Overlap-add the tiles of this row: tile t covers block columns t·tile … + tb.
+        strip = out[:, :, t1 * tile : t1 * tile + tb]
+        strip[:, :, :, : t2n * tile] += rearrange(z[..., :tile, :], "b k i t j d -> b k i (t j) d")
+        for v in range(ext):
+            strip[:, :, :, tile + v :: tile][:, :, :, :t2n] += z[..., tile + v, :]
+    out = out[:, :, :m1, :m2]
+    pt, _ = patch_padding(h, patch_size, stride)
+    pl, _ = patch_padding(w, patch_size, stride)
+    ones = torch.ones(1, 1, n1, n2, dtype=y.dtype, device=dev)
+    count = F.conv_transpose2d(ones, torch.ones(1, 1, pb, pb, dtype=y.dtype, device=dev))
+    out = out / count[0, 0, None, None, :, :, None]
+    img = rearrange(out, "b k i j (c u v) -> b k c (i u) (j v)", u=s, v=s)
+    return img[..., pt : pt + h, pl : pl + w]
