@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from n3seq.sets.data import make_correspondences
 
@@ -49,7 +49,7 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     losses = []
     model.train()
-    for _ in tqdm(range(steps), disable=not progress, desc="train sets", leave=False):
+    for _ in _progress(steps, progress, "train sets"):
         data = make_correspondences(batch, generator=gen, **data_kwargs)
         loss = inlier_loss(model(data["x"], data["mask"]), data["labels"], data["mask"])
         opt.zero_grad()
@@ -60,3 +60,12 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def _progress(steps: int, show: bool, desc: str) -> Iterable[int]:
+    """``range(steps)``, wrapped in a tqdm bar when ``show`` (tqdm is only needed then)."""
+    if not show:
+        return range(steps)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(steps), desc=desc, leave=False)
