@@ -101,7 +101,7 @@ def aggregate_tiled(
     cache: dict[tuple[int, ...], list[Tensor]] = {}
 
     def pair_index(t1: int) -> list[Tensor]:
-        """Per block offset (u, v) of the patch: flat index ``(T2, tile²·O)`` into the
+        """Per block offset (u, v) of the patch: flat index ``(B·T2, tile²·O)`` into the
         tile's (query block × candidate block) matrix of every (query, window slot) pair,
         query skipped, slots row-major (the reference order)."""
         key = tuple(rows["local"][t1].tolist()) + tuple(rows["own"][t1].tolist())
@@ -115,7 +115,7 @@ def aggregate_tiled(
             j = torch.arange(tile, device=dev)[None, None, :, None]
             cache[key] = [
                 rearrange(((i + u) * tb + (j + v)) * (lb1 * lb2) + (ra + u) * lb2 + (cb + v),
-                          "t i j o -> t (i j o)")
+                          "t i j o -> t (i j o)").repeat(b, 1)
                 for u in range(pb) for v in range(pb)
             ]
         return cache[key]
@@ -128,7 +128,7 @@ def aggregate_tiled(
             q.pow(2).sum(-1, keepdim=True) + cand.pow(2).sum(-1)[:, None, :],
             q, cand.transpose(1, 2), alpha=-2.0,
         ).view(b * t2n, -1)
-        d = sum(block_dist.gather(1, idx.repeat(b, 1)) for idx in pair_index(t1))
+        d = sum(block_dist.gather(1, idx) for idx in pair_index(t1))
         d = rearrange(d, "(b t) (i j o) -> b i (t j) o", b=b, i=tile, j=tile)
         dists.append(d[:, : min(tile, n1 - t1 * tile), :n2])
     dist = rearrange(torch.cat(dists, dim=1), "b i j o -> b (i j) o")
@@ -142,8 +142,7 @@ def aggregate_tiled(
                        "b i (t j) k o -> (b t) k (i j o)", j=tile)
         per_block = wt.new_zeros(b * t2n, k, tb * tb * lb1 * lb2)
         for idx in pair_index(t1):
-            per_block = per_block.scatter_add(
-                2, idx.repeat(b, 1)[:, None, :].expand(-1, k, -1), wt)
+            per_block.scatter_add_(2, idx[:, None, :].expand(-1, k, -1), wt)
         cand = cand_blocks(yb, t1)
         z = torch.bmm(per_block.view(b * t2n, k * tb * tb, lb1 * lb2), cand)
         z = rearrange(z, "(b t) (k i j) d -> b k i t j d", b=b, k=k, i=tb)
