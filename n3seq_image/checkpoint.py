@@ -34,6 +34,13 @@ from torch import nn
 FORMAT = "n3seq_image/1"
 
 
+def default_mode() -> int:
+    """``0o666`` minus the umask: the mode ``open()`` would give a new file (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Calls ``write(tmp)`` on a temp file next to ``path``, then renames it to ``path``.
 
@@ -45,6 +52,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

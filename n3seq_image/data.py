@@ -71,6 +71,8 @@ def save_image(path: str | Path, image: np.ndarray) -> None:
 
     from PIL import Image
 
+    from n3seq_image.checkpoint import default_mode
+
     path = Path(path)
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -87,6 +89,7 @@ def save_image(path: str | Path, image: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(u8).save(f, format=fmt)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

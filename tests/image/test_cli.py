@@ -14,7 +14,7 @@ import n3seq_image.denoise as denoise_mod
 from n3seq_image.cli import main
 from n3seq_image.data import load_image, save_image
 from n3seq_image.demo import run_demo
-from n3seq_image.denoise import denoise_tensor, tile_starts
+from n3seq_image.denoise import denoise_tensor, shipped_weights, tile_starts
 from tests.image._helpers import smooth_image, tiny_weights, write_folder
 
 
@@ -101,6 +101,19 @@ class TestDenoiseCommand:
         with pytest.raises(MemoryError):
             main(["denoise", str(gray_png), str(out), "--sigma", "25"])
         assert list(tmp_path.iterdir()) == [gray_png]
+
+
+    def test_shipped_n3net(self, capsys, tmp_path, gray_png):
+        try:
+            shipped_weights("n3net")
+        except FileNotFoundError as exc:
+            pytest.fail(f"shipped weights missing: {exc}")
+        out = tmp_path / "n3.png"
+        code, _, _ = run(capsys, "denoise", gray_png, out, "--sigma", 25, "--add-noise", 2)
+        assert code == 0 and load_image(out).shape == (90, 90)
+        clean = load_image(gray_png)
+        noisy = clean + np.random.default_rng(2).standard_normal(clean.shape) * 25 / 255
+        assert np.mean((load_image(out) - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
 
 
 class TestTiling:
