@@ -1,0 +1,237 @@
+"""N3Block2d and n3_aggregate_2d against an independent brute-force patch implementation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from n3seq_image import N3Block2d, n3_aggregate_2d, n3_output_2d
+
+
+def brute_force(y, emb, log_t, k, p, s, window, bias, bn, placement):
+    """Loops over query patches on explicitly padded images; float64 throughout.
+
+    ``bn`` is None or (mean, var, weight, bias, eps) applied to every distance.
+    """
+    b, c, h, w = y.shape
+    pads = []
+    for length in (h, w):
+        total = (-(length - p)) % s
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    pad = (left, right, top, bottom)
+    yp, ep = F.pad(y, pad), F.pad(emb, pad)
+    tp = F.pad(log_t, pad) if log_t is not None else None
+    hp, wp = yp.shape[-2:]
+    n1, n2 = (hp - p) // s + 1, (wp - p) // s + 1
+
+    def patch(img, i, j):
+        return img[:, :, i * s : i * s + p, j * s : j * s + p]
+
+    queries, dists, cands = [], [], []
+    for i in range(n1):
+        for j in range(n2):
+            r0 = min(max(i - window // 2, 0), n1 - window)
+            c0 = min(max(j - window // 2, 0), n2 - window)
+            cand = [(r, q) for r in range(r0, r0 + window) for q in range(c0, c0 + window)
+                    if (r, q) != (i, j)]
+            d = torch.stack([((patch(ep, i, j) - patch(ep, r, q)) ** 2).sum(dim=(1, 2, 3))
+                             for r, q in cand], dim=-1)
+            queries.append((i, j))
+            dists.append(d)
+            cands.append(cand)
+    dist = torch.stack(dists, dim=1)  # (B, N, O)
+    if bn is not None:
+        mean, var, weight, shift, eps = bn
+        dist = (dist - mean) / (var + eps) ** 0.5 * weight + shift
+    scores = -dist
+    out_sum = torch.zeros(b, k, c, hp, wp, dtype=y.dtype)
+    count = torch.zeros(hp, wp, dtype=y.dtype)
+    for n, (i, j) in enumerate(queries):
+        m = patch(tp, i, j).mean(dim=(1, 2, 3)) if tp is not None else torch.zeros(b, dtype=y.dtype)
+        t = (bias * m.exp())[:, None]
+        a = scores[:, n] / t if placement == "official" else scores[:, n]
+        t_round = torch.ones_like(t) if placement == "official" else t
+        vals = torch.stack([patch(yp, r, q) for r, q in cands[n]], dim=1)  # (B, O, C, p, p)
+        for jj in range(k):
+            wgt = torch.softmax(a / t_round, dim=-1)
+            out_sum[:, jj, :, i * s : i * s + p, j * s : j * s + p] += torch.einsum(
+                "bo,bochw->bchw", wgt, vals)
+            a = a + torch.log1p(-wgt)
+        count[i * s : i * s + p, j * s : j * s + p] += 1
+    return (out_sum / count)[..., top : top + h, left : left + w]
+
+
+def make_inputs(h, w, seed=0, c=2, e=3, batch=2):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.rand(batch, c, h, w, dtype=torch.float64, generator=g)
+    emb = torch.rand(batch, e, h, w, dtype=torch.float64, generator=g) + 2.0
+    log_t = 0.5 * torch.randn(batch, 1, h, w, dtype=torch.float64, generator=g)
+    return y, emb, log_t
+
+
+def eval_bn(mean=3.0, var=0.4, weight=1.3, shift=0.2):
+    bn = nn.BatchNorm1d(1).double().eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(mean)
+        bn.running_var.fill_(var)
+        bn.weight.fill_(weight)
+        bn.bias.fill_(shift)
+    return bn, (mean, var, weight, shift, 1e-5)
+
+
+class TestAgainstBruteForce:
+    @pytest.mark.parametrize("backend", ["fast", "reference"])
+    @pytest.mark.parametrize("placement", ["official", "paper"])
+    @pytest.mark.parametrize("use_bn", [False, True])
+    def test_small_window_all_options(self, backend, placement, use_bn):
+        # p = 4, s = 2, window = 5: a 13 × 15 image has a 6 × 7 grid with clamped borders.
+        y, emb, log_t = make_inputs(13, 15)
+        bn_mod, bn = eval_bn() if use_bn else (None, None)
+        got = n3_aggregate_2d(y, emb, log_t, 3, patch_size=4, stride=2, window=5,
+                              temperature_bias=0.7, score_norm=bn_mod, placement=placement,
+                              backend=backend)
+        want = brute_force(y, emb, log_t, 3, 4, 2, 5, 0.7, bn, placement)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize("backend", ["fast", "reference"])
+    @pytest.mark.parametrize("placement", ["official", "paper"])
+    def test_n3net_geometry(self, backend, placement):
+        # The paper's geometry (10 × 10 patches, stride 5, 15 × 15 windows) on an image just
+        # above the minimum that needs padding and has clamped windows on every side.
+        y, emb, log_t = make_inputs(86, 81, batch=1, c=1, e=1)
+        bn_mod, bn = eval_bn(mean=40.0, var=30.0)
+        got = n3_aggregate_2d(y, emb, log_t, 2, score_norm=bn_mod, placement=placement,
+                              backend=backend, temperature_bias=0.5)
+        want = brute_force(y, emb, log_t, 2, 10, 5, 15, 0.5, bn, placement)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+    def test_training_mode_batch_norm_uses_all_window_scores(self):
+        y, emb, log_t = make_inputs(12, 11)
+        bn_mod = nn.BatchNorm1d(1).double().train()
+        got = n3_aggregate_2d(y, emb, log_t, 2, patch_size=3, stride=1, window=5,
+                              score_norm=bn_mod)
+        # Batch statistics of all (query, window candidate) distances: the brute force gets
+        # them from its own distances by running once without BN.
+        p, s, window = 3, 1, 5
+        ep = emb
+        n1, n2 = 12 - p + 1, 11 - p + 1
+        d = []
+        for i in range(n1):
+            for j in range(n2):
+                r0 = min(max(i - 2, 0), n1 - window)
+                c0 = min(max(j - 2, 0), n2 - window)
+                for r in range(r0, r0 + window):
+                    for q in range(c0, c0 + window):
+                        if (r, q) != (i, j):
+                            d.append(((ep[..., i:i + p, j:j + p] - ep[..., r:r + p, q:q + p])
+                                      ** 2).sum(dim=(1, 2, 3)))
+        d = torch.stack(d)
+        stats = (d.mean(), d.var(unbiased=False), 1.0, 0.0, 1e-5)
+        want = brute_force(y, emb, log_t, 2, p, s, window, 0.1, stats, "official")
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+class TestFastEqualsReference:
+    @pytest.mark.parametrize(("h", "w", "batch"), [(80, 80, 2), (81, 97, 1)])
+    def test_values_and_gradients(self, h, w, batch):
+        y, emb, log_t = make_inputs(h, w, seed=h + w, c=2, e=3, batch=batch)
+        inputs = [t.clone().requires_grad_() for t in (y, emb, log_t)]
+        bn = nn.BatchNorm1d(1).double().train()
+        outs, grads = [], []
+        for backend in ("fast", "reference"):
+            xs = [t.detach().clone().requires_grad_() for t in inputs]
+            out = n3_aggregate_2d(*xs, 3, score_norm=bn, backend=backend,
+                                  temperature_bias=0.05)
+            outs.append(out)
+            grads.append(torch.autograd.grad((out * torch.cos(out)).sum(), xs))
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-9, atol=1e-12)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+    def test_float32_close_to_float64(self):
+        # The fast backend expands ‖q − c‖²; centring keeps float32 accurate even with a
+        # large common offset in the embedding.
+        y, emb, log_t = make_inputs(90, 90, c=2, e=8, batch=1)
+        emb = emb + 50.0
+        want = n3_aggregate_2d(y, emb, log_t, 3, backend="reference", temperature_bias=5.0)
+        got = n3_aggregate_2d(y.float(), emb.float(), log_t.float(), 3, temperature_bias=5.0)
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+class TestGradcheck:
+    @pytest.mark.parametrize("backend", ["fast", "reference"])
+    @pytest.mark.parametrize("placement", ["official", "paper"])
+    def test_gradcheck(self, backend, placement):
+        g = torch.Generator().manual_seed(3)
+        y = torch.rand(1, 1, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+        emb = torch.rand(1, 1, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+        log_t = torch.randn(1, 1, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+
+        def fn(a, b, c):
+            return n3_aggregate_2d(a, b, c, 2, patch_size=2, stride=1, window=3,
+                                   temperature_bias=0.3, placement=placement, backend=backend)
+
+        assert torch.autograd.gradcheck(fn, (y, emb, log_t), fast_mode=True)
+
+
+class TestN3Block2d:
+    def test_shapes_and_defaults(self):
+        block = N3Block2d()
+        assert block.out_channels == 64 and block.min_size == 80
+        out = block.eval()(torch.rand(2, 8, 80, 85))
+        assert out.shape == (2, 64, 80, 85)
+
+    def test_output_starts_with_input_and_module_equals_function(self):
+        torch.manual_seed(0)
+        block = N3Block2d(2, k=3, embed_features=4, patch_size=4, stride=2, window=5).double()
+        block.eval()
+        with torch.no_grad():
+            block.temperature_net[-1].weight.normal_()
+        x = torch.rand(1, 2, 14, 16, dtype=torch.float64)
+        out = block(x)
+        torch.testing.assert_close(out[:, :2], x)
+        z = n3_aggregate_2d(x, block.embedding(x), block.temperature_net(x), 3, patch_size=4,
+                            stride=2, window=5, score_norm=block.score_norm)
+        torch.testing.assert_close(out, n3_output_2d(x, z))
+        torch.testing.assert_close(out[:, 2:4], z[:, 0] - x)
+
+    def test_temperature_starts_at_bias(self):
+        block = N3Block2d(2, k=2, embed_features=4)
+        x = torch.rand(1, 2, 20, 20)
+        assert torch.count_nonzero(block.temperature_net(x)) == 0
+
+    def test_backward_reaches_all_parameters(self):
+        torch.manual_seed(0)
+        block = N3Block2d(2, k=2, embed_features=4, patch_size=4, stride=2, window=5)
+        block(torch.rand(2, 2, 16, 16)).pow(2).sum().backward()
+        missing = [n for n, p in block.named_parameters() if p.grad is None]
+        assert not missing
+
+    def test_small_image_rejected_with_shape(self):
+        with pytest.raises(ValueError, match=r"at least 80×80 px.*\(1, 8, 79, 100\)"):
+            N3Block2d()(torch.rand(1, 8, 79, 100))
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [({"placement": "both"}, "placement"), ({"backend": "gpu"}, "backend"),
+         ({"k": 0}, "k must be"), ({"temperature_bias": 0.0}, "temperature_bias")],
+    )
+    def test_bad_arguments(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            N3Block2d(**kwargs)
+
+    def test_wrong_channels_rejected(self):
+        with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
+            N3Block2d()(torch.rand(1, 3, 80, 80))
+
+    def test_function_input_errors(self):
+        y = torch.rand(1, 2, 80, 80)
+        with pytest.raises(ValueError, match="embedding must have shape"):
+            n3_aggregate_2d(y, torch.rand(1, 2, 80, 81), None, 3)
+        with pytest.raises(ValueError, match="log_temperature must have shape"):
+            n3_aggregate_2d(y, y, torch.rand(1, 2, 80, 80), 3)
+        with pytest.raises(ValueError, match="exceeds the 224 candidates"):
+            n3_aggregate_2d(y, y, None, 225)
