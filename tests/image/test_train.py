@@ -129,6 +129,14 @@ class TestAtomicWrites:
             atomic_write(target, broken)
         assert list(tmp_path.iterdir()) == []
 
+    def test_written_file_has_the_usual_mode(self, tmp_path):
+        import stat
+
+        ckpt_mod.atomic_write_json(tmp_path / "a.json", {"x": 1})
+        mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+        assert mode == ckpt_mod.default_mode()  # not mkstemp's private 0600
+        assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+
     def test_failed_write_keeps_previous_file(self, tmp_path):
         target = tmp_path / "w.safetensors"
         save_weights(target, DnCNN(1, 1, depth=3, features=4))
