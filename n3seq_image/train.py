@@ -229,8 +229,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     Args:
         cfg: run configuration.
         resume: continue from the newest checkpoint in ``cfg.out`` (its stored configuration
-            must match ``cfg`` except for ``steps``, ``max_minutes``, ``threads``,
-            ``progress``).
+            must match ``cfg`` except for ``out`` (a run folder may be moved), ``steps``,
+            ``max_minutes``, ``threads``, ``progress`` and ``keep_checkpoints``).
 
     Returns:
         ``{"step", "loss", "val_psnr", "elapsed_s", "weights"}``.
@@ -261,7 +261,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             raise FileNotFoundError(f"--resume: no checkpoint found in {run_dir}")
         doc = load_checkpoint(ckpt, model, optimizer)
         saved = doc["state"].get("config", {})
-        volatile = {"steps", "max_minutes", "threads", "progress", "keep_checkpoints"}
+        volatile = {"out", "steps", "max_minutes", "threads", "progress", "keep_checkpoints"}
         diff = {
             k: (saved.get(k), v)
             for k, v in asdict(cfg).items()
