@@ -45,6 +45,8 @@ from n3seq.audio import (
 )
 
 VARIANTS = ("n3", "local")
+#: Extra variant: N³ searching all frames of the signal (radius=None) instead of ±16 frames.
+EXTRA_VARIANTS = ("n3-global",)
 
 
 def load_pool(corpus: Path, name: str) -> list[torch.Tensor]:
@@ -65,7 +67,10 @@ def load_test(corpus: Path) -> list[dict]:
 def train_stage(args: argparse.Namespace, variant: str) -> None:
     torch.manual_seed(args.seed)
     train, babble = load_pool(args.corpus, "train"), load_pool(args.corpus, "babble")
-    config = DenoiserConfig(nonlocal_kind=variant)
+    if variant == "n3-global":
+        config = DenoiserConfig(nonlocal_kind="n3", radius=None)
+    else:
+        config = DenoiserConfig(nonlocal_kind=variant)
     model = SpectralDenoiser(config)
     length = int(args.segment * config.sample_rate)
 
@@ -107,11 +112,14 @@ def tune_wiener(args: argparse.Namespace) -> dict:
 
 def evaluate_stage(args: argparse.Namespace) -> None:
     test = load_test(args.corpus)
-    models = {v: load_denoiser(args.results / f"{v}.safetensors") for v in VARIANTS}
+    found = [v for v in VARIANTS + EXTRA_VARIANTS if (args.results / f"{v}.safetensors").is_file()]
+    models = {v: load_denoiser(args.results / f"{v}.safetensors") for v in found}
     wiener_kw = tune_wiener(args)
     methods = {"Wiener filter": lambda x: wiener_filter(x, **wiener_kw)}
     methods |= {f"local ({count_parameters(models['local'])} params)": models["local"],
                 f"N³ ({count_parameters(models['n3'])} params)": models["n3"]}
+    if "n3-global" in models:
+        methods[f"N³ global ({count_parameters(models['n3-global'])} params)"] = models["n3-global"]
     rows: dict[str, dict[str, list[float]]] = {m: {n: [] for n in NOISE_TYPES} for m in methods}
     inputs: dict[str, list[float]] = {n: [] for n in NOISE_TYPES}
     outputs: dict[str, dict] = {}
@@ -138,7 +146,7 @@ def evaluate_stage(args: argparse.Namespace) -> None:
         table.append(f"| {name} SI-SDRi (dB) | "
                      + " | ".join(f"{mean(per[n]):.2f}" for n in NOISE_TYPES)
                      + f" | {mean(allv):.2f} |")
-    for v in VARIANTS:
+    for v in found:
         summary[f"{v}_training"] = json.loads((args.results / f"{v}_log.json").read_text())
         summary[f"{v}_training"].pop("log")
     (args.results / "results.json").write_text(json.dumps(summary, indent=1))
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path, help="folder made by make_speech_corpus.py")
     parser.add_argument("results", type=Path, help="results folder (created)")
     parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
-    parser.add_argument("--variant", choices=VARIANTS, default=None,
+    parser.add_argument("--variant", choices=VARIANTS + EXTRA_VARIANTS, default=None,
                         help="with --stage train: train only this variant")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=8)

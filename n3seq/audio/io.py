@@ -24,6 +24,18 @@ class AudioFileError(ValueError):
     """A file could not be read or written as audio."""
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Renames a finished temporary file over ``path`` with the usual permissions.
+
+    ``tempfile.mkstemp`` creates files readable only by their owner; the published file gets
+    what a plain ``open(path, "w")`` would give (``0o666`` minus the umask).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def check_sample_rate(sample_rate: object, name: str = "sample_rate") -> int:
     """Returns ``sample_rate`` if it is a positive int; raises TypeError/ValueError otherwise."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
@@ -74,7 +86,7 @@ def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
     os.close(fd)
     try:
         sf.write(tmp, data.T.numpy(), sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -33,7 +33,8 @@ class DenoiserConfig:
         kernel_size: temporal kernel of the local convolutions.
         num_blocks: how many (local stage, non-local layer) pairs.
         k: neighbours per frame in N³.
-        radius: N³ searches frames within ``±radius`` of each frame (query excluded).
+        radius: N³ searches frames within ``±radius`` of each frame (query excluded);
+            ``None`` searches all frames of the signal.
         embed_dim: size of N³'s matching embedding.
         nonlocal_kind: ``"n3"`` for N³, ``"local"`` for the equal-parameter local layer.
     """
@@ -45,7 +46,7 @@ class DenoiserConfig:
     kernel_size: int = 5
     num_blocks: int = 2
     k: int = 4
-    radius: int = 16
+    radius: int | None = 16
     embed_dim: int = 32
     nonlocal_kind: str = "n3"
 
@@ -57,6 +58,8 @@ class DenoiserConfig:
         for name in ("sample_rate", "n_fft", "hop_length", "channels", "kernel_size", "k",
                      "radius", "embed_dim"):
             value = getattr(self, name)
+            if name == "radius" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.kernel_size % 2 == 0:
@@ -71,8 +74,9 @@ class DenoiserConfig:
 
     @property
     def min_length(self) -> int:
-        """Shortest waveform processed without padding: N³ needs 2·radius + 1 frames."""
-        return max(2 * self.radius * self.hop_length, self.n_fft)
+        """Shortest waveform processed without padding: N³ needs 2·radius + 1 (or k + 1) frames."""
+        frames = self.k if self.radius is None else 2 * self.radius
+        return max(frames * self.hop_length, self.n_fft)
 
 
 def check_waveform(waveform: Tensor, name: str = "waveform") -> None:

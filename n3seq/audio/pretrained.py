@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from n3seq.audio.io import publish
 from n3seq.audio.model import DenoiserConfig, SpectralDenoiser
 
 #: The shipped 16 kHz speech denoiser (N³ variant), trained by ``examples/audio_denoising.py``.
@@ -36,7 +37,7 @@ def save_denoiser(model: SpectralDenoiser, path: str | os.PathLike,
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

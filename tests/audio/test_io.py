@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -100,3 +102,10 @@ def test_denoise_file_no_output_on_failure(tmp_path, tiny_model):
     with pytest.raises(AudioFileError):
         denoise_file(tmp_path / "in.wav", tmp_path / "out.wav", tiny_model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_written_file_has_default_permissions(tmp_path):
+    write_audio(tmp_path / "p.wav", torch.zeros(100), 8000)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "p.wav").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -123,3 +123,11 @@ def test_short_training_lowers_loss():
     assert len(log) == 4 and log[-1]["step"] == 40
     assert log[-1]["loss"] < log[0]["loss"] - 0.5
     assert not model.training
+
+
+def test_global_search_variant():
+    config = DenoiserConfig(**{**TINY.to_dict(), "radius": None})
+    model = SpectralDenoiser(config)
+    block = next(m for m in model.modules() if isinstance(m, N3Block))
+    assert block.radius is None
+    assert model(torch.randn(2, 1500)).shape == (2, 1500)
