@@ -184,6 +184,12 @@ def plot_spectrograms(path: Path, item: dict, outputs: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    try:  # a 128-colour palette keeps the PNG small enough for the docs
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
