@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from n3seq.timeseries import (
     WindowTokens,
@@ -84,3 +86,24 @@ def test_errors():
         check_padding_mask(torch.tensor([[False, False]]), (1, 2))
     with pytest.raises(ValueError, match=r"shape \(B, T\) = \(1, 3\)"):
         check_padding_mask(torch.tensor([[True, False]]), (1, 3))
+
+
+@given(length=st.integers(1, 40), window=st.integers(1, 9), data=st.data())
+def test_fold_unfold_roundtrip_property(length, window, data):
+    stride = data.draw(st.integers(1, window))
+    x = torch.randn(1, length, 2, dtype=torch.float64)
+    tokens = unfold_windows(x, window, stride)
+    assert covered_length(length, window, stride) - length < stride + window
+    torch.testing.assert_close(fold_windows(tokens, length, window, stride), x)
+    real = data.draw(st.integers(1, length))
+    mask = torch.arange(length)[None] < real
+    tok = window_mask(mask, window, stride)
+    assert int(tok.sum()) == num_windows(real, window, stride)
+
+
+def test_gradcheck_unfold_fold_with_mask():
+    x = torch.randn(2, 11, 2, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(11)[None] < torch.tensor([11, 6])[:, None]
+    tok = window_mask(mask, 4, 2)
+    assert torch.autograd.gradcheck(
+        lambda t: fold_windows(unfold_windows(t, 4, 2) ** 2, 11, 4, 2, tok), (x,))
