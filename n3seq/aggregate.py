@@ -23,10 +23,23 @@ from n3seq._checks import (
     check_rank,
     compute_dtype,
 )
+from n3seq._fused import fused_continuous_knn
 from n3seq.relaxation import continuous_knn_unchecked
 
-#: Elements of one chunk's (queries × candidates) score matrix; about 16 MiB in float32.
-CHUNK_ELEMENTS = 1 << 22
+#: Elements of one chunk's (queries × candidates) score matrix; about 4 MiB in float32, so that
+#: a chunk's k rounds run in cache (larger chunks were slower on CPU, not faster).
+CHUNK_ELEMENTS = 1 << 20
+
+
+#: Internal switch between the fused relaxation (``n3seq._fused``, fast) and the straightforward
+#: one (``continuous_knn_unchecked``); tests check that both give the same results.
+_USE_FUSED = True
+
+
+def _relax(scores: Tensor, k: int, t: Tensor, valid: Tensor | None) -> Tensor:
+    if _USE_FUSED:
+        return fused_continuous_knn(scores, k, t, valid)
+    return continuous_knn_unchecked(scores, k, t, valid)
 
 
 def window_candidates(
@@ -196,7 +209,7 @@ def _chunk_global(
         valid = not_self if valid is None else valid & not_self
     if valid is not None:
         valid = valid.expand_as(scores)
-    w = continuous_knn_unchecked(scores, k, t[..., None], valid)  # (B, n, k, M)
+    w = _relax(scores, k, t[..., None], valid)  # (B, n, k, M)
     return torch.matmul(w.flatten(1, 2), values).unflatten(1, (q.shape[1], k))
 
 
@@ -207,7 +220,7 @@ def _chunk_candidates(
     cand_keys = _gather_tokens(keys, idx)  # (B, n, O, E)
     scores = -(q[:, :, None, :] - cand_keys).square().sum(-1)
     valid = _candidate_mask(idx, mask, exclude_self, offset, q.shape[0])
-    w = continuous_knn_unchecked(scores, k, t[..., None], valid)  # (B, n, k, O)
+    w = _relax(scores, k, t[..., None], valid)  # (B, n, k, O)
     return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
 
 

@@ -1,0 +1,201 @@
+r"""Fused k-round relaxation with a hand-derived backward (the fast path of the core).
+
+Same function as :func:`n3seq.relaxation.continuous_knn_unchecked`, computed with fewer passes
+over the (rows × candidates) matrices. Per round, with ``L`` the logits shifted so that the
+row maximum (index ``a``) is 0, ``P = exp(L)`` with ``P_a`` set to 0, ``S_o = Σ P`` and
+``S = 1 + S_o``:
+
+    w = P / S (w_a = 1 / S),   u = log(1 − w) = log1p(−w),   u_a = log(S_o / S) if w_a > ½,
+    L ← L + u / t.
+
+``S_o`` is summed without ``P_a``, so ``1 − w_a = S_o / S`` has no cancellation even when
+``w_a`` rounds to 1 (the reference path takes a logsumexp of the other weights for the same
+reason). Backward, with ``g`` the gradient of the next round's logits, ``c = g / t`` and
+``r = w / (1 − w)`` (``r_a := 0``), the gradient of round j's logits is
+
+    g ← g + w ⊙ (g_w − ⟨w, g_w⟩ + ⟨c, r⟩ + c_a / S_o) − c ⊙ r,  then  g_a −= w_a (c_a + c_a / S_o)
+
+(the terms ``c_a r_a`` that blow up as ``w_a → 1`` cancel analytically and are never formed),
+and ``∂/∂t`` collects ``−⟨g, u⟩ / t²`` per round and ``−⟨g, s⟩ / t²`` from ``L¹ = s / t``.
+Only the k weight matrices and the k ``u`` matrices of the rows at hand are stored; callers
+chunk rows so that this stays small.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Fallback = list[tuple[Tensor, Tensor] | None]
+
+
+def _rounds(
+    logits: Tensor, k: int, t: Tensor, keep_u: bool
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Fallback]:
+    """Runs the k rounds in place on ``logits`` (``scores / t``, −inf = excluded).
+
+    Returns the weights ``(..., k, O)``, the ``u`` matrices (rounds 1 … k − 1, when
+    ``keep_u``), the argmax indices ``(..., k)``, ``S_o`` ``(..., k)`` (0 on rows computed
+    exactly) and, per round, those rows with the softmax of their other logits (or None).
+    """
+    shape = logits.shape
+    weights = logits.new_empty(*shape[:-1], k, shape[-1])
+    us = logits.new_empty(*shape[:-1], max(k - 1, 1), shape[-1]) if keep_u else None
+    argmax = torch.empty(*shape[:-1], k, dtype=torch.long, device=logits.device)
+    s_other = logits.new_empty(*shape[:-1], k)
+    scratch = None if keep_u else torch.empty_like(logits)
+    fallback: Fallback = [None] * k
+    # exp() of arguments below log(tiny) takes a slow path (≈15× on x86) and returns 0 or
+    # denormals. Flooring its argument where every weight would be < e·tiny changes nothing
+    # that float arithmetic can see downstream; the logits themselves are never clamped.
+    floor = math.log(torch.finfo(logits.dtype).tiny) + math.log(shape[-1]) + 1.0
+    # Below this S_o, the floored terms (<= O·e^floor in all) may exceed its rounding error.
+    so_min = shape[-1] * math.exp(floor) / torch.finfo(logits.dtype).eps
+    excluded = logits == float("-inf")
+    floors = None
+    if bool(excluded.any()):
+        floors = torch.full_like(logits, floor).masked_fill_(excluded, float("-inf"))
+    del excluded
+    lg = logits
+    for j in range(k):
+        top, a = lg.max(dim=-1, keepdim=True)
+        lg.sub_(top)
+        w = weights[..., j, :]
+        if floors is None:
+            torch.clamp(lg, min=floor, out=w)
+        else:
+            torch.maximum(lg, floors, out=w)
+        w.exp_()
+        w.scatter_(-1, a, 0.0)
+        so = w.sum(-1, keepdim=True)
+        s = so + 1.0
+        w.div_(s)
+        w_a = s.reciprocal()
+        w.scatter_(-1, a, w_a)
+        argmax[..., j] = a[..., 0]
+        s_other[..., j] = so[..., 0]
+        if j + 1 == k:
+            break
+        u = us[..., j, :] if us is not None else scratch
+        torch.neg(w, out=u).log1p_()
+        u_a = torch.where(w_a > 0.5, so.log() - s.log(), torch.log1p(-w_a))
+        small = so < so_min
+        if bool(small.any()):
+            u_a, rows, q = _exact_small_rows(lg, a, s, u_a, small)
+            so = so.reshape(-1).index_fill(0, rows, 0.0).view_as(so)
+            s_other[..., j] = so[..., 0]
+            fallback[j] = (rows, q)
+        u.scatter_(-1, a, u_a)
+        lg.addcdiv_(u, t)
+    return weights, us, argmax, s_other, fallback
+
+
+def _exact_small_rows(
+    lg: Tensor, a: Tensor, s: Tensor, u_a: Tensor, small: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact ``u_a = logsumexp(L_others) − log S`` on the rows where ``S_o`` is tiny.
+
+    There the floored ``exp`` arguments (each contributing up to ``e^floor``) could be a
+    visible part of ``S_o``; a logsumexp over the other logits of those rows is exact. Also
+    returns the row indices and the softmax ``q`` of their other logits (``q_a = 0``), which
+    the backward needs in place of ``P / S_o``.
+    """
+    width = lg.shape[-1]
+    rows = small.reshape(-1).nonzero().squeeze(1)
+    sub = lg.reshape(-1, width).index_select(0, rows)
+    sub.scatter_(-1, a.reshape(-1, 1).index_select(0, rows), float("-inf"))
+    lse = torch.logsumexp(sub, dim=-1, keepdim=True)
+    q = torch.exp(sub - lse).nan_to_num_(0.0)
+    u_flat = u_a.reshape(-1).clone()
+    u_flat[rows] = lse[:, 0] - s.reshape(-1)[rows].log()
+    return u_flat.view_as(u_a), rows, q
+
+
+class _FusedContinuousKNN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, scores: Tensor, k: int, t: Tensor, valid: Tensor | None) -> Tensor:
+        if valid is None:
+            logits = scores / t
+        else:
+            logits = torch.where(valid, scores / t, float("-inf"))
+        keep = any(ctx.needs_input_grad)
+        weights, us, argmax, s_other, fallback = _rounds(logits, k, t, keep_u=keep)
+        del logits
+        ctx.k = k
+        ctx.fallback = fallback
+        ctx.save_for_backward(weights, us, argmax, s_other, scores, t, valid)
+        return weights
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
+        weights, us, argmax, s_other, scores, t, valid = ctx.saved_tensors
+        g = None
+        gt = torch.zeros_like(s_other[..., :1])
+        for j in reversed(range(ctx.k)):
+            w = weights[..., j, :]
+            gw = grad[..., j, :]
+            inner = gw - (w * gw).sum(-1, keepdim=True)
+            if g is None:
+                g = inner.mul_(w)
+                continue
+            a = argmax[..., j:j + 1]
+            so = s_other[..., j:j + 1]
+            c = g / t
+            gt -= (c * us[..., j, :]).sum(-1, keepdim=True) / t
+            cr = w / (1.0 - w)
+            cr.scatter_(-1, a, 0.0).mul_(c)
+            c_a = c.gather(-1, a)
+            w_a = w.gather(-1, a)
+            beta = torch.where(so > 0, c_a / so.clamp(min=torch.finfo(so.dtype).tiny), 0.0)
+            inner += cr.sum(-1, keepdim=True) + beta
+            g = g + inner.mul_(w) - cr
+            g.scatter_add_(-1, a, -w_a * (c_a + beta))
+            if ctx.fallback[j] is not None:
+                rows, q = ctx.fallback[j]
+                coef = (c_a * w_a).reshape(-1)[rows]
+                g.view(-1, g.shape[-1]).index_add_(0, rows, coef[:, None] * q)
+        assert g is not None
+        s = scores if valid is None else scores.masked_fill(~valid, 0.0)
+        gt -= (g * s).sum(-1, keepdim=True) / t.square()
+        gs = g / t
+        if valid is not None:
+            gs = gs.masked_fill(~valid, 0.0)
+        grad_t = None
+        if ctx.needs_input_grad[2]:
+            grad_t = _sum_to(gt, t.shape)
+        return (gs if ctx.needs_input_grad[0] else None), None, grad_t, None
+
+
+def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
+    """Reduces a broadcast gradient back to ``shape``."""
+    while x.dim() > len(shape):
+        x = x.sum(0)
+    dims = [i for i, (n, m) in enumerate(zip(x.shape, shape)) if m == 1 and n != 1]
+    return x.sum(dims, keepdim=True) if dims else x
+
+
+def fused_continuous_knn(
+    scores: Tensor, k: int, temperature: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Drop-in for :func:`n3seq.relaxation.continuous_knn_unchecked` (no input checks).
+
+    Args:
+        scores: ``(..., O)`` floating scores.
+        k: rounds.
+        temperature: positive tensor broadcastable to ``scores[..., :1]``.
+        mask: optional bool ``(..., O)``, ``True`` = valid.
+
+    Returns:
+        ``(..., k, O)`` weights.
+    """
+    t = temperature.expand(*scores.shape[:-1], 1) if temperature.dim() else temperature
+    if mask is not None:
+        mask = mask.expand_as(scores)
+    if not (torch.is_grad_enabled() and (scores.requires_grad or t.requires_grad)):
+        with torch.no_grad():
+            logits = scores / t if mask is None else torch.where(mask, scores / t, -torch.inf)
+            return _rounds(logits, k, t, keep_u=False)[0]
+    return _FusedContinuousKNN.apply(scores, k, t, mask)

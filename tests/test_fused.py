@@ -1,0 +1,99 @@
+"""The fused relaxation (fast path) equals the straightforward one, values and gradients."""
+
+import pytest
+import torch
+
+import n3seq.aggregate as aggregate
+from n3seq import knn_aggregate, window_candidates
+from n3seq._fused import fused_continuous_knn
+from n3seq.relaxation import continuous_knn_unchecked
+
+
+def _problem(seed, shape=(3, 5, 12), temperature=1.0, per_row=True, masked=False):
+    g = torch.Generator().manual_seed(seed)
+    scores = 3 * torch.randn(*shape, generator=g, dtype=torch.float64)
+    scores.view(-1, shape[-1])[0, 3] = scores.view(-1, shape[-1])[0, 5]  # an exact tie
+    if per_row:
+        t = temperature * (torch.rand(*shape[:-1], 1, generator=g, dtype=torch.float64) + 0.5)
+    else:
+        t = torch.tensor(temperature, dtype=torch.float64)
+    mask = None
+    if masked:
+        mask = torch.rand(*shape, generator=g) > 0.4
+        mask[..., :6] = True
+    return scores, t, mask
+
+
+def _value_and_grads(fn, scores, k, t, mask):
+    s, tt = scores.clone().requires_grad_(), t.clone().requires_grad_()
+    w = fn(s, k, tt, mask)
+    probe = torch.randn(w.shape, generator=torch.Generator().manual_seed(7), dtype=w.dtype)
+    return (w, *torch.autograd.grad((w * probe).sum(), [s, tt]))
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 0.1, 1.0, 30.0])
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("k", [1, 5])
+def test_equals_straightforward_path(temperature, per_row, masked, k):
+    scores, t, mask = _problem(int(temperature * 1000) + k, temperature=temperature,
+                               per_row=per_row, masked=masked)
+    fast = _value_and_grads(fused_continuous_knn, scores, k, t, mask)
+    slow = _value_and_grads(continuous_knn_unchecked, scores, k, t, mask)
+    for name, a, b in zip(("weights", "d/dscores", "d/dtemperature"), fast, slow):
+        # Rounding of the two orders of summation grows like 1/t²: compare at the tensor's scale.
+        scale = float(b.detach().abs().max())
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 + 1e-10 * scale, msg=name)
+    if mask is not None:
+        assert (fast[0].masked_select(~mask[..., None, :].expand_as(fast[0])) == 0).all()
+
+
+def test_no_grad_path_equals_grad_path():
+    scores, t, mask = _problem(1, masked=True)
+    with torch.no_grad():
+        a = fused_continuous_knn(scores, 4, t, mask)
+    b = fused_continuous_knn(scores.requires_grad_(), 4, t, mask)
+    assert torch.equal(a, b.detach())
+
+
+def test_underflowed_other_weights():
+    # Every other weight underflows in round 1: 1 − w_max comes from a logsumexp fallback.
+    scores = torch.tensor([[0.0, -2000.0, -2001.0, -2003.0]], dtype=torch.float64)
+    t = torch.tensor([[1.0]], dtype=torch.float64)
+    fast = _value_and_grads(fused_continuous_knn, scores, 3, t, None)
+    slow = _value_and_grads(continuous_knn_unchecked, scores, 3, t, None)
+    for a, b in zip(fast, slow):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+
+
+def test_gradcheck():
+    scores, t, mask = _problem(3, shape=(2, 7), masked=True)
+    scores.requires_grad_()
+    t.requires_grad_()
+    assert torch.autograd.gradcheck(lambda s, tt: fused_continuous_knn(s, 3, tt, mask),
+                                    (scores, t))
+
+
+@pytest.mark.parametrize("mode", ["global", "global-mask-self-chunked", "windows"])
+def test_knn_aggregate_fast_equals_straightforward(monkeypatch, mode):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 40, 6, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 40, 3, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 40, generator=g, dtype=torch.float64) + 0.3
+    kwargs = {}
+    if mode == "global-mask-self-chunked":
+        mask = torch.ones(2, 40, dtype=torch.bool)
+        mask[1, 30:] = False
+        kwargs = {"mask": mask, "exclude_self": True, "chunk_size": 7}
+    elif mode == "windows":
+        kwargs = {"candidates": window_candidates(40, 4), "chunk_size": 9}
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(aggregate, "_USE_FUSED", fused)
+        inputs = [x.clone().requires_grad_(), v.clone().requires_grad_(),
+                  t.clone().requires_grad_()]
+        out = knn_aggregate(inputs[0], inputs[0], inputs[1], 4, inputs[2], **kwargs)
+        results.append((out, *torch.autograd.grad(out.square().sum(), inputs)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
