@@ -14,6 +14,7 @@ from n3seq.timeseries.baselines import (
     seasonal_naive,
 )
 from n3seq.timeseries.data import SeriesSplit, load_co2, load_split, load_sunspots, split_in_time
+from n3seq.timeseries.forecast import forecast
 from n3seq.timeseries.metrics import masked_mae, masked_mse
 from n3seq.timeseries.model import (
     DenseStage,
@@ -48,6 +49,7 @@ __all__ = [
     "covered_length",
     "fit_series_model",
     "fold_windows",
+    "forecast",
     "forecast_mask",
     "gap_mask",
     "linear_interpolation",
