@@ -34,7 +34,8 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
 
     Args:
         model: maps ``(x, mask)`` to logits.
-        steps: optimiser steps (a new batch each step).
+        steps: optimiser steps, a new batch each (one-cycle learning rate with 10 % warm-up
+            from 20 steps on, a constant ``lr`` below).
         batch: sets per step.
         lr: peak learning rate.
         seed: seeds the data stream (not the model initialisation).
@@ -46,7 +47,11 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    sched = None
+    if steps >= 20:  # OneCycleLR divides by zero for some very short runs: keep lr fixed then
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     losses = []
     model.train()
     for _ in _progress(steps, progress, "train sets"):
@@ -56,7 +61,8 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
     model.eval()
     return losses

@@ -14,12 +14,13 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq._checks import check_finite, check_floating, check_rank
+from n3seq._checks import check_finite, check_floating, check_rank, tracing
 from n3seq.block import N3Block
 from n3seq.timeseries.windows import (
     _check_window,
     check_padding_mask,
     fold_windows,
+    num_windows,
     unfold_windows,
     window_mask,
 )
@@ -133,6 +134,8 @@ class SeriesNet(nn.Module):
             check_padding_mask(mask, tuple(x.shape[:2]))
             tok_mask = window_mask(mask, self.window, self.stride)
             x = x * mask[..., None]
+        if self.use_n3 and not tracing():
+            self._check_tokens(length, tok_mask)
         h = self.embed(unfold_windows(x, self.window, self.stride))
         for stage in self.pre:
             h = stage(h, tok_mask)
@@ -141,6 +144,19 @@ class SeriesNet(nn.Module):
             h = stage(h, tok_mask)
         y = fold_windows(self.head(torch.relu(h)), length, self.window, self.stride, tok_mask)
         return y if mask is None else y * mask[..., None]
+
+
+    def _check_tokens(self, length: int, tok_mask: Tensor | None) -> None:
+        block = self.mid.block
+        need = block.k + 1 if block.radius is None else 2 * block.radius + 1
+        counts = [num_windows(length, self.window, self.stride)] if tok_mask is None else \
+            tok_mask.sum(-1).tolist()
+        if min(counts) < need:
+            raise ValueError(
+                f"a series has only {min(counts)} window tokens (window={self.window}, "
+                f"stride={self.stride}), the N³ stage needs at least {need} (k={block.k}, "
+                f"radius={block.radius}): use longer series or shorter windows"
+            )
 
 
 class SeriesModel(nn.Module):

@@ -16,7 +16,7 @@ from n3seq.timeseries.tasks import check_task, make_episode, random_crops
 def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: int = 500,
                      batch: int = 16, min_len: int = 64, max_len: int = 128, lr: float = 2e-3,
                      seed: int = 0, progress: bool = False, **episode_kwargs: Any) -> list[float]:
-    """Trains ``model`` on random crops of ``train`` for one task (Adam, cosine decay).
+    """Trains ``model`` on random crops of ``train`` for one task (Adam, one-cycle schedule).
 
     Each step draws ``batch`` crops of random length (a padded batch), corrupts them as
     ``task`` asks (see :func:`~n3seq.timeseries.make_episode`) and minimises the MSE on the
@@ -26,7 +26,8 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         model: maps ``(series, observed, mask)`` to the clean series.
         train: training series ``(T, C)`` (standardised).
         task: ``"denoise"``, ``"impute"`` or ``"forecast"``.
-        steps: optimiser steps.
+        steps: optimiser steps (one-cycle learning rate with 10 % warm-up from 20 steps on,
+            a constant ``lr`` below).
         batch: crops per step.
         min_len: shortest crop.
         max_len: longest crop (the padded length).
@@ -41,7 +42,11 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
     check_task(task)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    sched = None
+    if steps >= 20:  # OneCycleLR divides by zero for some very short runs: keep lr fixed then
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     losses = []
     model.train()
     for _ in _progress(steps, progress, f"train {task}"):
@@ -53,7 +58,8 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
     model.eval()
     return losses

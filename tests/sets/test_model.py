@@ -89,6 +89,14 @@ def test_errors(data):
         net(torch.randn(1, 20, 4), few)
     with pytest.raises(ValueError, match="NaN/Inf"):
         net(torch.full((1, 20, 4), float("nan")))
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        fit_correspondence_net(net, steps=0)
+
+
+def test_very_short_run_works():
+    losses = fit_correspondence_net(CorrespondenceNet(width=8, k=2), steps=10, batch=2,
+                                    min_points=20, max_points=30)
+    assert len(losses) == 10
 
 
 def test_short_training_lowers_loss():

@@ -82,6 +82,11 @@ def test_errors(batch):
         model(torch.full_like(x, float("nan")), observed)
     with pytest.raises(ValueError, match=r"shorter than window=6"):
         model(torch.randn(1, 4, 2))
+    with pytest.raises(ValueError, match=r"only 3 window tokens .* at least 4 \(k=3"):
+        model(torch.randn(1, 12, 2))
+    short = torch.arange(60)[None] < torch.tensor([60, 9])[:, None]
+    with pytest.raises(ValueError, match=r"only 2 window tokens"):
+        model(torch.randn(2, 60, 2), mask=short)
     with pytest.raises(ValueError, match="radius must be >= 1"):
         SeriesModel(1, k=4, radius=1)
     with pytest.raises(ValueError, match=r"stride must be <= window"):

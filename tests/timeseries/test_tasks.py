@@ -72,6 +72,17 @@ def test_errors(clean):
         load_split("airline")
     with pytest.raises(ValueError, match="min_len <= max_len"):
         random_crops(np.zeros((10, 1)), 2, 5, 20)
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        fit_series_model(SeriesModel(1, width=4), np.zeros((50, 1), np.float32), "denoise",
+                         steps=0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10])
+def test_very_short_runs_work(steps):
+    series = np.random.default_rng(0).normal(size=(100, 1)).astype(np.float32)
+    losses = fit_series_model(SeriesModel(1, width=4), series, "denoise", steps=steps,
+                              batch=2, min_len=30, max_len=40)
+    assert len(losses) == steps and np.isfinite(losses).all()
 
 
 @pytest.mark.parametrize("task", ["impute", "forecast"])
