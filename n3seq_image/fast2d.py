@@ -71,12 +71,16 @@ def aggregate_tiled(
     s, pb = stride, patch_size // stride
     n1, n2 = patch_grid((h, w), patch_size, stride)
     dev = y.device
-    rows = _axis_layout(n1, window, tile, dev)
-    cols = _axis_layout(n2, window, tile, dev)
+    # A small axis is one tile: its union of windows is the whole axis anyway.
+    th = n1 if n1 <= tile + window - 1 else tile
+    tw = n2 if n2 <= tile + window - 1 else tile
+    rows = _axis_layout(n1, window, th, dev)
+    cols = _axis_layout(n2, window, tw, dev)
     l1, l2 = int(rows["span"]), int(cols["span"])
     t1n, t2n = rows["queries"].shape[0], cols["queries"].shape[0]
     ext = pb - 1
-    tb, lb1, lb2 = tile + ext, l1 + ext, l2 + ext  # block extents of query tile and union
+    # Block extents of a query tile (th + ext, tw + ext) and of its union (lb1, lb2).
+    bh, bw, lb1, lb2 = th + ext, tw + ext, l1 + ext, l2 + ext
 
     # Block vectors of the padded maps, with the block grid padded at the end so that every
     # tile of queries (tile + ext blocks per side) is a plain slice.
@@ -86,11 +90,11 @@ def aggregate_tiled(
     yb = rearrange(pad_for_patches(y, patch_size, stride), "b c (i u) (j v) -> b i j (c u v)",
                    u=s, v=s)
     m1, m2 = eb.shape[1:3]
-    eb_q = F.pad(eb, (0, 0, 0, t2n * tile + ext - m2, 0, t1n * tile + ext - m1))
+    eb_q = F.pad(eb, (0, 0, 0, t2n * tw + ext - m2, 0, t1n * th + ext - m1))
     c_bcols = (cols["first"][:, None] + torch.arange(lb2, device=dev)).flatten()
 
     def query_blocks(t1: int) -> Tensor:
-        x = eb_q[:, t1 * tile : t1 * tile + tb].unfold(2, tb, tile)  # b i t d j
+        x = eb_q[:, t1 * th : t1 * th + bh].unfold(2, bw, tw)  # b i t d j
         return rearrange(x, "b i t d j -> (b t) (i j) d")
 
     def cand_blocks(src: Tensor, t1: int) -> Tensor:
@@ -101,7 +105,7 @@ def aggregate_tiled(
     cache: dict[tuple[int, ...], list[Tensor]] = {}
 
     def pair_index(t1: int) -> list[Tensor]:
-        """Per block offset (u, v) of the patch: flat index ``(B·T2, tile²·O)`` into the
+        """Per block offset (u, v) of the patch: flat index ``(B·T2, th·tw·O)`` into the
         tile's (query block × candidate block) matrix of every (query, window slot) pair,
         query skipped, slots row-major (the reference order)."""
         key = tuple(rows["local"][t1].tolist()) + tuple(rows["own"][t1].tolist())
@@ -111,10 +115,10 @@ def aggregate_tiled(
             slot = o + (o >= own[..., None]).long()  # (T2, th, tw, O)
             ra = rows["local"][t1][None, :, None, None] + slot // window
             cb = cols["local"][:, None, :, None] + slot % window
-            i = torch.arange(tile, device=dev)[None, :, None, None]
-            j = torch.arange(tile, device=dev)[None, None, :, None]
+            i = torch.arange(th, device=dev)[None, :, None, None]
+            j = torch.arange(tw, device=dev)[None, None, :, None]
             cache[key] = [
-                rearrange(((i + u) * tb + (j + v)) * (lb1 * lb2) + (ra + u) * lb2 + (cb + v),
+                rearrange(((i + u) * bw + (j + v)) * (lb1 * lb2) + (ra + u) * lb2 + (cb + v),
                           "t i j o -> t (i j o)").repeat(b, 1)
                 for u in range(pb) for v in range(pb)
             ]
@@ -129,28 +133,28 @@ def aggregate_tiled(
             q, cand.transpose(1, 2), alpha=-2.0,
         ).view(b * t2n, -1)
         d = sum(block_dist.gather(1, idx) for idx in pair_index(t1))
-        d = rearrange(d, "(b t) (i j o) -> b i (t j) o", b=b, i=tile, j=tile)
-        dists.append(d[:, : min(tile, n1 - t1 * tile), :n2])
+        d = rearrange(d, "(b t) (i j o) -> b i (t j) o", b=b, i=th, j=tw)
+        dists.append(d[:, : min(th, n1 - t1 * th), :n2])
     dist = rearrange(torch.cat(dists, dim=1), "b i j o -> b (i j) o")
     weights = weights_fn(dist, temperature).view(b, n1, n2, k, -1)
     # Zero weights for the query positions past the grid's end: tiles become plain slices.
-    weights = F.pad(weights, (0, 0, 0, 0, 0, t2n * tile - n2, 0, t1n * tile - n1))
+    weights = F.pad(weights, (0, 0, 0, 0, 0, t2n * tw - n2, 0, t1n * th - n1))
 
-    out = y.new_zeros(b, k, t1n * tile + ext, t2n * tile + ext, yb.shape[-1])
+    out = y.new_zeros(b, k, t1n * th + ext, t2n * tw + ext, yb.shape[-1])
     for t1 in range(t1n):
-        wt = rearrange(weights[:, t1 * tile : (t1 + 1) * tile],
-                       "b i (t j) k o -> (b t) k (i j o)", j=tile)
-        per_block = wt.new_zeros(b * t2n, k, tb * tb * lb1 * lb2)
+        wt = rearrange(weights[:, t1 * th : (t1 + 1) * th],
+                       "b i (t j) k o -> (b t) k (i j o)", j=tw)
+        per_block = wt.new_zeros(b * t2n, k, bh * bw * lb1 * lb2)
         for idx in pair_index(t1):
             per_block.scatter_add_(2, idx[:, None, :].expand(-1, k, -1), wt)
         cand = cand_blocks(yb, t1)
-        z = torch.bmm(per_block.view(b * t2n, k * tb * tb, lb1 * lb2), cand)
-        z = rearrange(z, "(b t) (k i j) d -> b k i t j d", b=b, k=k, i=tb)
-        # Overlap-add the tiles of this row: tile t covers block columns t·tile … + tb.
-        strip = out[:, :, t1 * tile : t1 * tile + tb]
-        strip[:, :, :, : t2n * tile] += rearrange(z[..., :tile, :], "b k i t j d -> b k i (t j) d")
+        z = torch.bmm(per_block.view(b * t2n, k * bh * bw, lb1 * lb2), cand)
+        z = rearrange(z, "(b t) (k i j) d -> b k i t j d", b=b, k=k, i=bh)
+        # Overlap-add the tiles of this row: tile t covers block columns t·tw … t·tw + bw.
+        strip = out[:, :, t1 * th : t1 * th + bh]
+        strip[:, :, :, : t2n * tw] += rearrange(z[..., :tw, :], "b k i t j d -> b k i (t j) d")
         for v in range(ext):
-            strip[:, :, :, tile + v :: tile][:, :, :, :t2n] += z[..., tile + v, :]
+            strip[:, :, :, tw + v :: tw][:, :, :, :t2n] += z[..., tw + v, :]
     out = out[:, :, :m1, :m2]
     pt, _ = patch_padding(h, patch_size, stride)
     pl, _ = patch_padding(w, patch_size, stride)

@@ -135,7 +135,7 @@ class TestAgainstBruteForce:
 
 
 class TestFastEqualsReference:
-    @pytest.mark.parametrize(("h", "w", "batch"), [(80, 80, 2), (81, 97, 1)])
+    @pytest.mark.parametrize(("h", "w", "batch"), [(80, 80, 2), (118, 80, 1)])
     def test_values_and_gradients(self, h, w, batch):
         y, emb, log_t = make_inputs(h, w, seed=h + w, c=2, e=3, batch=batch)
         inputs = [t.clone().requires_grad_() for t in (y, emb, log_t)]
@@ -150,6 +150,21 @@ class TestFastEqualsReference:
         torch.testing.assert_close(outs[0], outs[1], rtol=1e-9, atol=1e-12)
         for a, b in zip(*grads):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+    @pytest.mark.parametrize("tile", [1, 2, 3])
+    def test_many_small_tiles(self, tile):
+        # Tiles much smaller than the grid: clamped tiles at both ends of both axes.
+        from n3seq_image.block2d import _patch_temperature, _weights
+        from n3seq_image.fast2d import aggregate_tiled
+
+        y, emb, log_t = make_inputs(23, 20)
+        bn, _ = eval_bn()
+        want = n3_aggregate_2d(y, emb, log_t, 3, patch_size=4, stride=2, window=5,
+                               score_norm=bn, backend="reference")
+        temp = _patch_temperature(log_t, 2, 11 * 9, 4, 2, 0.1, y)
+        got = aggregate_tiled(y, emb, temp, 3, 4, 2, 5,
+                              lambda d, t: _weights(d, t, 3, bn, "official"), tile=tile)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
     def test_float32_close_to_float64(self):
         # The fast backend expands ‖q − c‖²; centring keeps float32 accurate even with a
