@@ -34,6 +34,13 @@ def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
     assert "hard kNN [baseline]" in printed
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
+    from benchmarks.report import main as report
+
+    report([str(out)])
+    markdown = capsys.readouterr().out
+    assert "| sets N=64 | hard kNN (baseline) |" in markdown
+    assert "1.00×" in markdown
+
 
 def test_cuda_suite_skips_cleanly_without_a_gpu(tmp_path):
     import torch
@@ -70,3 +77,4 @@ def test_every_case_builds_at_tiny_size():
 def test_bad_suite_name():
     with pytest.raises(SystemExit):
         parse_args(["--suites", "sets,gpu"])
+
