@@ -111,7 +111,7 @@ class TestN3Net:
 
     def test_backends_agree_in_float64(self):
         torch.manual_seed(1)
-        net = N3Net(features=8, embed_features=8).double().eval()
+        net = N3Net(features=4, embed_features=4, depth=3, stage_channels=2).double().eval()
         x = torch.rand(1, 1, 80, 83, dtype=torch.float64)
         with torch.no_grad():
             fast = net(x)
