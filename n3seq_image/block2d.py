@@ -7,7 +7,7 @@ For a feature map ``y`` (B, C, H, W) the block
 2. scores every query patch against the ``window² − 1`` other patches of its search window
    (:func:`~n3seq_image.windows.window_candidates_2d`) by the negative squared Euclidean
    distance of the embeddings, optionally batch-normalised (``BatchNorm1d(1)`` over all
-   distances);
+   scores of the batch, as in the authors' code);
 3. turns the scores into k soft neighbour weights with :func:`n3seq.continuous_knn` at the
    patch's temperature ``t = bias · exp(mean of the temperature map over the patch)``;
 4. averages ``y``'s candidate patches with each weight vector and folds the k neighbour
@@ -101,9 +101,10 @@ def _weights(
     placement: str,
 ) -> Tensor:
     """Soft kNN weights ``(B, N, k, O)`` from squared distances ``(B, N, O)``."""
-    if score_norm is not None:
-        dist = score_norm(dist.reshape(dist.shape[0], 1, -1)).reshape(dist.shape)
     scores = -dist
+    if score_norm is not None:
+        # As in the authors' code: the batch-norm sees the scores (negative distances).
+        scores = score_norm(scores.reshape(scores.shape[0], 1, -1)).reshape(scores.shape)
     t = temperature[..., None]
     if placement == "official":
         return continuous_knn(scores / t, k)
@@ -161,9 +162,8 @@ def n3_aggregate_2d(
         stride: patch grid step s (5).
         window: side of the square search window in patch positions (15 → 224 candidates).
         temperature_bias: the scale of the temperature (0.1).
-        score_norm: optional callable applied to the squared distances reshaped to
-            ``(B, 1, N·O)``, e.g. ``nn.BatchNorm1d(1)``; the scores are then
-            ``−score_norm(distances)``.
+        score_norm: optional callable applied to the scores (negative squared distances)
+            reshaped to ``(B, 1, N·O)``, e.g. ``nn.BatchNorm1d(1)`` as in N3Net.
         placement: ``"paper"``: ``continuous_knn(scores, k, temperature=t)`` (t inside every
             round); ``"official"``: ``continuous_knn(scores / t, k)`` (the authors' released
             code, which their weights need).
@@ -250,7 +250,7 @@ class N3Block2d(nn.Module):
         embed_depth: convolutions of each of those CNNs.
         temperature_net: learn a per-pixel log-temperature map (else ``t = bias``).
         temperature_bias: the scale of the temperature.
-        score_norm: learnable ``BatchNorm1d(1)`` over all distances of the batch.
+        score_norm: learnable ``BatchNorm1d(1)`` over all scores of the batch.
         placement: ``"official"`` or ``"paper"`` (see :func:`n3_aggregate_2d`).
         backend: ``"fast"`` or ``"reference"`` (same results).
         differences: output ``zⱼ − y`` (the paper) or the raw ``zⱼ``.

@@ -13,7 +13,7 @@ from n3seq_image import N3Block2d, n3_aggregate_2d, n3_output_2d
 def brute_force(y, emb, log_t, k, p, s, window, bias, bn, placement):
     """Loops over query patches on explicitly padded images; float64 throughout.
 
-    ``bn`` is None or (mean, var, weight, bias, eps) applied to every distance.
+    ``bn`` is None or (mean, var, weight, bias, eps) applied to every score (−distance).
     """
     b, c, h, w = y.shape
     pads = []
@@ -42,11 +42,10 @@ def brute_force(y, emb, log_t, k, p, s, window, bias, bn, placement):
             queries.append((i, j))
             dists.append(d)
             cands.append(cand)
-    dist = torch.stack(dists, dim=1)  # (B, N, O)
+    scores = -torch.stack(dists, dim=1)  # (B, N, O)
     if bn is not None:
         mean, var, weight, shift, eps = bn
-        dist = (dist - mean) / (var + eps) ** 0.5 * weight + shift
-    scores = -dist
+        scores = (scores - mean) / (var + eps) ** 0.5 * weight + shift
     out_sum = torch.zeros(b, k, c, hp, wp, dtype=y.dtype)
     count = torch.zeros(hp, wp, dtype=y.dtype)
     for n, (i, j) in enumerate(queries):
@@ -72,7 +71,7 @@ def make_inputs(h, w, seed=0, c=2, e=3, batch=2):
     return y, emb, log_t
 
 
-def eval_bn(mean=3.0, var=0.4, weight=1.3, shift=0.2):
+def eval_bn(mean=-3.0, var=0.4, weight=1.3, shift=0.2):
     bn = nn.BatchNorm1d(1).double().eval()
     with torch.no_grad():
         bn.running_mean.fill_(mean)
@@ -102,7 +101,7 @@ class TestAgainstBruteForce:
         # The paper's geometry (10 × 10 patches, stride 5, 15 × 15 windows) on an image just
         # above the minimum that needs padding and has clamped windows on every side.
         y, emb, log_t = make_inputs(86, 81, batch=1, c=1, e=1)
-        bn_mod, bn = eval_bn(mean=40.0, var=30.0)
+        bn_mod, bn = eval_bn(mean=-40.0, var=30.0)
         got = n3_aggregate_2d(y, emb, log_t, 2, score_norm=bn_mod, placement=placement,
                               backend=backend, temperature_bias=0.5)
         want = brute_force(y, emb, log_t, 2, 10, 5, 15, 0.5, bn, placement)
@@ -129,7 +128,7 @@ class TestAgainstBruteForce:
                             d.append(((ep[..., i:i + p, j:j + p] - ep[..., r:r + p, q:q + p])
                                       ** 2).sum(dim=(1, 2, 3)))
         d = torch.stack(d)
-        stats = (d.mean(), d.var(unbiased=False), 1.0, 0.0, 1e-5)
+        stats = (-d.mean(), d.var(unbiased=False), 1.0, 0.0, 1e-5)
         want = brute_force(y, emb, log_t, 2, p, s, window, 0.1, stats, "official")
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
