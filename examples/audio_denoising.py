@@ -146,6 +146,25 @@ def evaluate_stage(args: argparse.Namespace) -> None:
         table.append(f"| {name} SI-SDRi (dB) | "
                      + " | ".join(f"{mean(per[n]):.2f}" for n in NOISE_TYPES)
                      + f" | {mean(allv):.2f} |")
+    # Paired differences to the local model on the same test items (mean ± standard error).
+    local_name = next(name for name in rows if name.startswith("local"))
+    summary["paired_vs_local"] = {}
+    for name, per in rows.items():
+        if not name.startswith("N³"):
+            continue
+        cells, stats = [], {}
+        for n in [*NOISE_TYPES, "all"]:
+            a = per[n] if n != "all" else list(itertools.chain(*per.values()))
+            b = (rows[local_name][n] if n != "all"
+                 else list(itertools.chain(*rows[local_name].values())))
+            d = torch.tensor(a) - torch.tensor(b)
+            se = float(d.std() / len(d) ** 0.5)
+            stats[n] = {"mean": float(d.mean()), "se": se}
+            cells.append(f"{float(d.mean()):+.2f} ± {se:.2f}")
+        summary["paired_vs_local"][name] = stats
+        table.append(f"| {name.split(' (')[0]} − local, paired (dB ± s.e.) | "
+                     + " | ".join(cells) + " |")
+    summary["per_item_si_sdr_i"] = rows
     for v in found:
         summary[f"{v}_training"] = json.loads((args.results / f"{v}_log.json").read_text())
         summary[f"{v}_training"].pop("log")
