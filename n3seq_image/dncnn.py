@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 
@@ -67,6 +69,23 @@ class DnCNN(nn.Module):
         self.body = nn.Sequential(*body)
         self.tail = nn.Conv2d(features, out_channels, 3, padding=1, bias=True)
         self.reset_parameters()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as a JSON-serialisable dict (see :meth:`from_config`)."""
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "depth": self.depth, "features": self.features,
+                "batch_norm": self.batch_norm, "residual": self.residual}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DnCNN:
+        """Builds a model from :attr:`config`."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        unknown = sorted(set(config) - set(cls().config))
+        if unknown:
+            raise ValueError(f"unknown DnCNN config keys {unknown}")
+        return cls(**config)
 
     def reset_parameters(self) -> None:
         """He-normal convolutions with zero biases; BatchNorm at identity."""

@@ -61,6 +61,13 @@ class TestDnCNN:
         with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
             DnCNN()(torch.rand(1, 3, 10, 10))
 
+    def test_config_round_trip(self):
+        net = DnCNN(3, 2, depth=5, features=8, batch_norm=False, residual=False)
+        config = json.loads(json.dumps(net.config))
+        assert DnCNN.from_config(config).config == net.config
+        with pytest.raises(ValueError, match="unknown DnCNN config keys"):
+            DnCNN.from_config({"depth": 3, "width": 2})
+
 
 class TestN3Net:
     def test_paper_layout(self):
