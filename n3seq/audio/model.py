@@ -245,14 +245,7 @@ class SpectralDenoiser(nn.Module):
         return self.config.sample_rate
 
 
-def receptive_field_frames(config: DenoiserConfig) -> int:
-    """Frames a local-only network of this config sees (for the docs' comparison)."""
-    per_stage = 2 * (config.kernel_size - 1)
-    return 3 + per_stage * (config.num_blocks + 1)
-
-
 __all__ = [
     "DenoiserConfig", "LocalMixer", "LocalStage", "NonLocalStage", "SpectralDenoiser",
     "check_waveform", "count_parameters", "frame_features", "matched_hidden",
-    "receptive_field_frames",
 ]
