@@ -13,7 +13,8 @@ row maximum (index ``a``) is 0, ``P = exp(L)`` with ``P_a`` set to 0, ``S_o = Σ
 reason). Backward, with ``g`` the gradient of the next round's logits, ``c = g / t`` and
 ``r = w / (1 − w)`` (``r_a := 0``), the gradient of round j's logits is
 
-    g ← g + w ⊙ (g_w − ⟨w, g_w⟩ + ⟨c, r⟩ + c_a / S_o) − c ⊙ r,  then  g_a −= w_a (c_a + c_a / S_o)
+    g ← g + w ⊙ (g_w − ⟨w, g_w⟩ + ⟨c, r⟩ + c_a / S_o) − c ⊙ r   (m ≠ a),
+    g_a ← g_a + w_a (g_w,a − ⟨w, g_w⟩ + ⟨c, r⟩ − c_a)
 
 (the terms ``c_a r_a`` that blow up as ``w_a → 1`` cancel analytically and are never formed),
 and ``∂/∂t`` collects ``−⟨g, u⟩ / t²`` per round and ``−⟨g, s⟩ / t²`` from ``L¹ = s / t``.
@@ -150,9 +151,12 @@ class _FusedContinuousKNN(torch.autograd.Function):
             c_a = c.gather(-1, a)
             w_a = w.gather(-1, a)
             beta = torch.where(so > 0, c_a / so.clamp(min=torch.finfo(so.dtype).tiny), 0.0)
-            inner += cr.sum(-1, keepdim=True) + beta
-            g = g + inner.mul_(w) - cr
-            g.scatter_add_(-1, a, -w_a * (c_a + beta))
+            inner += cr.sum(-1, keepdim=True)
+            # The row max gets its own formula: adding beta·w_a and subtracting it again would
+            # lose digits when beta is large (w_a → 1).
+            g_a = g.gather(-1, a) + w_a * (inner.gather(-1, a) - c_a)
+            g = g + (inner + beta).mul_(w) - cr
+            g.scatter_(-1, a, g_a)
             if ctx.fallback[j] is not None:
                 rows, q = ctx.fallback[j]
                 coef = (c_a * w_a).reshape(-1)[rows]

@@ -21,7 +21,7 @@ def keep_threads():
 def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
     out = tmp_path / "bench.json"
     main(["--suites", "sets,windows,cuda", "--sizes", "64", "--window-sizes", "100",
-          "--repeats", "1", "--no-memory", "--out", str(out)])
+          "--repeats", "1", "--budget", "0.001", "--no-memory", "--out", str(out)])
     payload = json.loads(out.read_text())
     rows = payload["results"]
     assert {r["suite"] for r in rows} == {"sets", "windows"}

@@ -78,16 +78,16 @@ def test_gradcheck():
 @pytest.mark.parametrize("mode", ["global", "global-mask-self-chunked", "windows"])
 def test_knn_aggregate_fast_equals_straightforward(monkeypatch, mode):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 40, 6, generator=g, dtype=torch.float64)
-    v = torch.randn(2, 40, 3, generator=g, dtype=torch.float64)
-    t = torch.rand(2, 40, generator=g, dtype=torch.float64) + 0.3
+    x = torch.randn(2, 24, 6, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 24, 3, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 24, generator=g, dtype=torch.float64) + 0.3
     kwargs = {}
     if mode == "global-mask-self-chunked":
-        mask = torch.ones(2, 40, dtype=torch.bool)
-        mask[1, 30:] = False
-        kwargs = {"mask": mask, "exclude_self": True, "chunk_size": 7}
+        mask = torch.ones(2, 24, dtype=torch.bool)
+        mask[1, 18:] = False
+        kwargs = {"mask": mask, "exclude_self": True, "chunk_size": 10}
     elif mode == "windows":
-        kwargs = {"candidates": window_candidates(40, 4), "chunk_size": 9}
+        kwargs = {"candidates": window_candidates(24, 4), "chunk_size": 9}
     results = []
     for fused in (True, False):
         monkeypatch.setattr(aggregate, "_USE_FUSED", fused)
