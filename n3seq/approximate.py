@@ -27,8 +27,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from n3seq._checks import as_temperature, check_finite, check_floating, check_mask, check_rank
-from n3seq.aggregate import CHUNK_ELEMENTS, knn_aggregate
+from n3seq._checks import (
+    as_temperature,
+    check_finite,
+    check_floating,
+    check_mask,
+    check_rank,
+    compute_dtype,
+)
+from n3seq._fused import fused_continuous_knn
+from n3seq.aggregate import CHUNK_ELEMENTS, _validate, knn_aggregate
 
 Backend = Literal["torch", "faiss"]
 
@@ -226,9 +234,46 @@ def approx_knn_aggregate(
     if isinstance(k, int) and not isinstance(k, bool) and isinstance(num_candidates, int) \
             and k > num_candidates:
         raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
+    needs_grad = torch.is_grad_enabled() and (
+        any(x.requires_grad for x in (query, keys, values))
+        or (isinstance(temperature, Tensor) and temperature.requires_grad)
+    )
+    if backend == "torch" and not needs_grad:
+        return _approx_inference(query, keys, values, k, temperature, num_candidates, mask,
+                                 exclude_self, chunk_size)
     candidates = preselect_candidates(query, keys, num_candidates, mask, exclude_self,
                                       backend, chunk_size)
     return knn_aggregate(query, keys, values, k, temperature, candidates=candidates)
+
+
+@torch.no_grad()
+def _approx_inference(
+    query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
+    num: int, mask: Tensor | None, exclude_self: bool, chunk_size: int | None,
+) -> Tensor:
+    """Without autograd the top-k scores of the search are the relaxation's scores: reuse them.
+
+    They differ from ``−‖q − x‖²`` by ``‖q‖²``, a per-query constant that every softmax round
+    ignores. Saves recomputing the distances and gathering the candidate keys.
+    """
+    _check_inputs(query, keys, num, mask, exclude_self)
+    _validate(query, keys, values, k, None, mask, exclude_self)
+    b, n, _ = query.shape
+    dtype = compute_dtype(query, keys, values)
+    t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
+                       device=query.device).expand(b, n)
+    query, keys, vals = query.to(dtype), keys.to(dtype), values.to(dtype)
+    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    norms = keys.square().sum(-1)
+    out = []
+    for start in range(0, n, step):
+        top = _chunk_scores(query[:, start:start + step], keys, norms, start, mask,
+                            exclude_self).topk(num, dim=-1)
+        w = fused_continuous_knn(top.values, k, t[:, start:start + step, None])
+        idx = top.indices.flatten(1)[..., None].expand(-1, -1, vals.shape[-1])
+        near = vals.gather(1, idx).view(b, -1, num, vals.shape[-1])
+        out.append(torch.einsum("bnkl,bnlf->bnkf", w, near))
+    return torch.cat(out, dim=1).to(values.dtype)
 
 
 @torch.no_grad()

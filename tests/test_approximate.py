@@ -100,6 +100,19 @@ class TestApproxAggregate:
         exact = knn_aggregate(x, x, v, 5, 0.5, exclude_self=True)
         torch.testing.assert_close(approx, exact, atol=1e-9, rtol=0)
 
+    @pytest.mark.parametrize("exclude_self", [False, True])
+    def test_inference_path_equals_autograd_path(self, exclude_self):
+        x, v = _sets(n=50)
+        mask = torch.ones(2, 50, dtype=torch.bool)
+        mask[0, 40:] = False
+        t = torch.rand(2, 50, dtype=torch.float64) + 0.2
+        with torch.no_grad():
+            fast = approx_knn_aggregate(x, x, v, 3, t, num_candidates=9, mask=mask,
+                                        exclude_self=exclude_self, chunk_size=16)
+        slow = approx_knn_aggregate(x, x, v.requires_grad_(), 3, t, num_candidates=9,
+                                    mask=mask, exclude_self=exclude_self)
+        torch.testing.assert_close(fast, slow.detach())
+
     def test_k_larger_than_num_candidates(self):
         x, v = _sets()
         with pytest.raises(ValueError, match="num_candidates"):
