@@ -196,6 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-sizes", type=_image_sizes, default=None,
                    help="HxW list (default 256x256,481x321,1024x1024)")
     p.add_argument("--train-batch", type=int, default=None, help="training batch (default 32)")
+    p.add_argument("--only", type=lambda x: [w for w in x.split(",") if w], default=None,
+                   help="comma-separated words: keep only cases whose label contains one "
+                        "(plus the baselines), e.g. --only approx")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5)")
     p.add_argument("--budget", type=float, default=60.0,
                    help="seconds per case before repeats are reduced")
@@ -223,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     jobs, skipped = build_jobs(args)
+    if args.only:
+        jobs = [j for j in jobs if j.baseline or any(w in j.label for w in args.only)]
     started = time.time()
     run_jobs(jobs, args)
     table = format_table(jobs)
