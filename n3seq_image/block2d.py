@@ -29,6 +29,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from n3seq import continuous_knn
+from n3seq_image.fast2d import aggregate_tiled, supports_fast
 from n3seq_image.patches import extract_patches, fold_patches, patch_grid
 from n3seq_image.windows import window_candidates_2d
 
@@ -167,8 +168,9 @@ def n3_aggregate_2d(
         placement: ``"paper"``: ``continuous_knn(scores, k, temperature=t)`` (t inside every
             round); ``"official"``: ``continuous_knn(scores / t, k)`` (the authors' released
             code, which their weights need).
-        backend: ``"fast"`` (tiled matrix products) or ``"reference"`` (per-query gather);
-            both compute the same function.
+        backend: ``"fast"`` (tiled block matrix products; needs ``stride`` to divide
+            ``patch_size``, other geometries fall back to the reference) or ``"reference"``
+            (per-query gather); both compute the same function.
 
     Returns:
         The neighbour images ``z₁ … zₖ`` stacked on dim 1.
@@ -192,8 +194,6 @@ def n3_aggregate_2d(
     n1, n2 = patch_grid((h, w), patch_size, stride)
     temperature = _patch_temperature(log_temperature, b, n1 * n2, patch_size, stride,
                                      temperature_bias, y)
-    from n3seq_image.fast2d import aggregate_tiled, supports_fast
-
     if backend == "reference" or not supports_fast(patch_size, stride):
         return _reference(y, embedding, temperature, k, patch_size, stride, window, score_norm,
                           placement)
