@@ -34,6 +34,8 @@ from n3seq_image.windows import window_starts
 
 #: Side of a tile of query patch positions.
 TILE = 8
+#: Elements of the aggregation matrices processed at once (~64 MiB in float32).
+GROUP_ELEMENTS = 1 << 24
 
 
 def _axis_layout(n: int, window: int, tile: int, device: torch.device) -> dict[str, Tensor]:
@@ -92,20 +94,25 @@ def aggregate_tiled(
     m1, m2 = eb.shape[1:3]
     eb_q = F.pad(eb, (0, 0, 0, t2n * tw + ext - m2, 0, t1n * th + ext - m1))
     c_bcols = (cols["first"][:, None] + torch.arange(lb2, device=dev)).flatten()
+    # Tile rows are processed in groups whose aggregation matrices stay ~64 MiB: few, large
+    # operations (under autograd and on busy CPUs many small ones cost more than their work).
+    per_row = b * t2n * k * bh * bw * lb1 * lb2
+    group = max(1, min(t1n, GROUP_ELEMENTS // per_row))
+    groups = [(g0, min(g0 + group, t1n)) for g0 in range(0, t1n, group)]
 
-    def query_blocks(t1: int) -> Tensor:
-        x = eb_q[:, t1 * th : t1 * th + bh].unfold(2, bw, tw)  # b i t d j
-        return rearrange(x, "b i t d j -> (b t) (i j) d")
+    def query_blocks(g0: int, g1: int) -> Tensor:
+        x = eb_q[:, g0 * th : g1 * th + ext].unfold(1, bh, th).unfold(2, bw, tw)
+        return rearrange(x, "b g t d i j -> (b g t) (i j) d")
 
-    def cand_blocks(src: Tensor, t1: int) -> Tensor:
-        first = int(rows["first"][t1])
-        x = src[:, first : first + lb1].index_select(2, c_bcols)
-        return rearrange(x, "b i (t j) d -> (b t) (i j) d", j=lb2)
+    def cand_blocks(src: Tensor, g0: int, g1: int) -> Tensor:
+        brows = (rows["first"][g0:g1, None] + torch.arange(lb1, device=dev)).flatten()
+        x = src.index_select(1, brows).index_select(2, c_bcols)
+        return rearrange(x, "b (g i) (t j) d -> (b g t) (i j) d", i=lb1, j=lb2)
 
     cache: dict[tuple[int, ...], list[Tensor]] = {}
 
-    def pair_index(t1: int) -> list[Tensor]:
-        """Per block offset (u, v) of the patch: flat index ``(B·T2, th·tw·O)`` into the
+    def row_index(t1: int) -> list[Tensor]:
+        """Per block offset (u, v) of the patch: flat index ``(T2, th·tw·O)`` into the
         tile's (query block × candidate block) matrix of every (query, window slot) pair,
         query skipped, slots row-major (the reference order)."""
         key = tuple(rows["local"][t1].tolist()) + tuple(rows["own"][t1].tolist())
@@ -119,42 +126,53 @@ def aggregate_tiled(
             j = torch.arange(tw, device=dev)[None, None, :, None]
             cache[key] = [
                 rearrange(((i + u) * bw + (j + v)) * (lb1 * lb2) + (ra + u) * lb2 + (cb + v),
-                          "t i j o -> t (i j o)").repeat(b, 1)
+                          "t i j o -> t (i j o)")
                 for u in range(pb) for v in range(pb)
             ]
         return cache[key]
 
+    def pair_index(g0: int, g1: int) -> list[Tensor]:
+        """:func:`row_index` of the group's tile rows, repeated over the batch."""
+        per_t1 = [row_index(t1) for t1 in range(g0, g1)]
+        return [torch.cat([r[uv] for r in per_t1]).repeat(b, 1) for uv in range(pb * pb)]
+
     dists = []
-    for t1 in range(t1n):
-        q = query_blocks(t1)
-        cand = cand_blocks(eb, t1)
+    for g0, g1 in groups:
+        q = query_blocks(g0, g1)
+        cand = cand_blocks(eb, g0, g1)
         block_dist = torch.baddbmm(
             q.pow(2).sum(-1, keepdim=True) + cand.pow(2).sum(-1)[:, None, :],
             q, cand.transpose(1, 2), alpha=-2.0,
-        ).view(b * t2n, -1)
-        d = sum(block_dist.gather(1, idx) for idx in pair_index(t1))
-        d = rearrange(d, "(b t) (i j o) -> b i (t j) o", b=b, i=th, j=tw)
-        dists.append(d[:, : min(th, n1 - t1 * th), :n2])
+        ).view(q.shape[0], -1)
+        d = sum(block_dist.gather(1, idx) for idx in pair_index(g0, g1))
+        d = rearrange(d, "(b g t) (i j o) -> b (g i) (t j) o", b=b, t=t2n, i=th, j=tw)
+        dists.append(d[:, : min(g1 * th, n1) - g0 * th, :n2])
     dist = rearrange(torch.cat(dists, dim=1), "b i j o -> b (i j) o")
     weights = weights_fn(dist, temperature).view(b, n1, n2, k, -1)
     # Zero weights for the query positions past the grid's end: tiles become plain slices.
     weights = F.pad(weights, (0, 0, 0, 0, 0, t2n * tw - n2, 0, t1n * th - n1))
 
     out = y.new_zeros(b, k, t1n * th + ext, t2n * tw + ext, yb.shape[-1])
-    for t1 in range(t1n):
-        wt = rearrange(weights[:, t1 * th : (t1 + 1) * th],
-                       "b i (t j) k o -> (b t) k (i j o)", j=tw)
-        per_block = wt.new_zeros(b * t2n, k, bh * bw * lb1 * lb2)
-        for idx in pair_index(t1):
+    for g0, g1 in groups:
+        wt = rearrange(weights[:, g0 * th : g1 * th], "b (g i) (t j) k o -> (b g t) k (i j o)",
+                       i=th, j=tw)
+        per_block = wt.new_zeros(wt.shape[0], k, bh * bw * lb1 * lb2)
+        for idx in pair_index(g0, g1):
             per_block.scatter_add_(2, idx[:, None, :].expand(-1, k, -1), wt)
-        cand = cand_blocks(yb, t1)
-        z = torch.bmm(per_block.view(b * t2n, k * bh * bw, lb1 * lb2), cand)
-        z = rearrange(z, "(b t) (k i j) d -> b k i t j d", b=b, k=k, i=bh)
-        # Overlap-add the tiles of this row: tile t covers block columns t·tw … t·tw + bw.
-        strip = out[:, :, t1 * th : t1 * th + bh]
-        strip[:, :, :, : t2n * tw] += rearrange(z[..., :tw, :], "b k i t j d -> b k i (t j) d")
+        z = torch.bmm(per_block.view(wt.shape[0], k * bh * bw, lb1 * lb2),
+                      cand_blocks(yb, g0, g1))
+        z = rearrange(z, "(b g t) (k i j) d -> b k g i t j d", b=b, t=t2n, k=k, i=bh)
+        # Overlap-add: tile (g, t) covers block rows g·th … + bh and columns t·tw … + bw.
+        cols_added = z.new_zeros(b, k, g1 - g0, bh, t2n * tw + ext, z.shape[-1])
+        cols_added[:, :, :, :, : t2n * tw] += rearrange(z[..., :tw, :],
+                                                        "b k g i t j d -> b k g i (t j) d")
         for v in range(ext):
-            strip[:, :, :, tw + v :: tw][:, :, :, :t2n] += z[..., tw + v, :]
+            cols_added[:, :, :, :, tw + v :: tw][:, :, :, :, :t2n] += z[..., tw + v, :]
+        strip = out[:, :, g0 * th :]
+        strip[:, :, : (g1 - g0) * th] += rearrange(cols_added[:, :, :, :th],
+                                                   "b k g i j d -> b k (g i) j d")
+        for u in range(ext):
+            strip[:, :, th + u :: th][:, :, : g1 - g0] += cols_added[:, :, :, th + u]
     out = out[:, :, :m1, :m2]
     pt, _ = patch_padding(h, patch_size, stride)
     pl, _ = patch_padding(w, patch_size, stride)
