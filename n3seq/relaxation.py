@@ -11,6 +11,7 @@ Each round is a softmax; ``log(1 − wʲ)`` pushes down what earlier rounds alre
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -44,21 +45,41 @@ def _log1m_softmax(log_w: Tensor) -> Tensor:
     return torch.where(is_max, log1m_max, log1m_others)
 
 
+class _Reciprocal(torch.autograd.Function):
+    """``1 / t`` whose backward is ``−(g / t) / t``, never ``g · (1 / t²)``.
+
+    At tiny t (learned temperatures do get there) ``1 / t²`` overflows float32 and saturated
+    rows bring ``g = 0``: ``0 · inf`` would make the temperature gradient NaN.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:
+        inv_t = t.reciprocal()
+        ctx.save_for_backward(inv_t)
+        return inv_t
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (inv_t,) = ctx.saved_tensors
+        return -(grad * inv_t) * inv_t
+
+
 def continuous_knn_unchecked(
     scores: Tensor, k: int, temperature: Tensor, mask: Tensor | None = None
 ) -> Tensor:
     """:func:`continuous_knn` without input checks or dtype handling (for internal callers)."""
+    inv_t = _Reciprocal.apply(temperature)
     if mask is None:
-        logits = scores / temperature
+        logits = scores * inv_t
     else:
         # Excluded candidates never meet −inf / t: that would give NaN temperature gradients.
-        logits = torch.where(mask, scores.masked_fill(~mask, 0.0) / temperature, float("-inf"))
+        logits = torch.where(mask, scores.masked_fill(~mask, 0.0) * inv_t, float("-inf"))
     weights = []
     for j in range(k):
         log_w = torch.log_softmax(logits, dim=-1)
         weights.append(log_w.exp())
         if j + 1 < k:
-            logits = logits + _log1m_softmax(log_w) / temperature
+            logits = logits + _log1m_softmax(log_w) * inv_t
     return torch.stack(weights, dim=-2)
 
 

@@ -254,3 +254,19 @@ class TestModule:
         scores = torch.randn(4, 9)
         compiled = torch.compile(ContinuousKNN(k=3, temperature=0.3), backend="eager")
         torch.testing.assert_close(compiled(scores), continuous_knn(scores, 3, 0.3))
+
+
+class TestTinyTemperatures:
+    """Learned temperatures can collapse towards 0; gradients must stay finite there."""
+
+    @pytest.mark.parametrize("t", [6e-13, 1e-20, 1e-30])
+    def test_continuous_knn_gradients_finite(self, t):
+        scores = torch.tensor([[-4517.5, -3931.3, -577.06, -105.9, 0.0, -33.2, -75.3, -279.8]],
+                              requires_grad=True)
+        mask = torch.ones(1, 8, dtype=torch.bool)
+        mask[0, 4] = False
+        temp = torch.tensor(t, requires_grad=True)
+        w = continuous_knn(scores, 4, temp, mask)
+        torch.testing.assert_close(w.detach(), hard_knn(scores.detach(), 4, mask))
+        (w * torch.arange(8.0)).sum().backward()
+        assert torch.isfinite(temp.grad) and torch.isfinite(scores.grad).all()
