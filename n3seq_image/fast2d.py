@@ -34,8 +34,9 @@ from n3seq_image.windows import window_starts
 
 #: Side of a tile of query patch positions.
 TILE = 8
-#: Elements of the aggregation matrices processed at once (~64 MiB in float32).
-GROUP_ELEMENTS = 1 << 24
+#: Elements of the aggregation matrices processed at once (~16 MiB in float32: larger groups
+#: spill out of the caches, smaller ones pay per-operation overheads).
+GROUP_ELEMENTS = 1 << 22
 
 
 def _axis_layout(n: int, window: int, tile: int, device: torch.device) -> dict[str, Tensor]:
@@ -94,7 +95,7 @@ def aggregate_tiled(
     m1, m2 = eb.shape[1:3]
     eb_q = F.pad(eb, (0, 0, 0, t2n * tw + ext - m2, 0, t1n * th + ext - m1))
     c_bcols = (cols["first"][:, None] + torch.arange(lb2, device=dev)).flatten()
-    # Tile rows are processed in groups whose aggregation matrices stay ~64 MiB: few, large
+    # Tile rows are processed in groups whose aggregation matrices stay ~16 MiB: few, large
     # operations (under autograd and on busy CPUs many small ones cost more than their work).
     per_row = b * t2n * k * bh * bw * lb1 * lb2
     group = max(1, min(t1n, GROUP_ELEMENTS // per_row))
