@@ -151,10 +151,16 @@ class TestFastEqualsReference:
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
 
     @pytest.mark.parametrize("tile", [1, 2, 3])
-    def test_many_small_tiles(self, tile):
-        # Tiles much smaller than the grid: clamped tiles at both ends of both axes.
+    @pytest.mark.parametrize("grouped", [True, False])
+    def test_many_small_tiles(self, tile, grouped, monkeypatch):
+        # Tiles much smaller than the grid: clamped tiles at both ends of both axes; tile rows
+        # processed all at once or one at a time.
+        from n3seq_image import fast2d
         from n3seq_image.block2d import _patch_temperature, _weights
         from n3seq_image.fast2d import aggregate_tiled
+
+        if not grouped:
+            monkeypatch.setattr(fast2d, "GROUP_ELEMENTS", 1)
 
         y, emb, log_t = make_inputs(23, 20)
         bn, _ = eval_bn()
