@@ -16,8 +16,8 @@ tile costs two small matrix products: block Gram (distances) and block weights �
 blocks (aggregation). Windowed scores are picked from the tile's dense distances in exactly
 the order of the reference backend, so batch-norm statistics and the relaxation are shared.
 Embeddings are centred per channel first (distances do not change) so that the expanded
-square does not cancel. Memory stays a few times the feature map; no per-query candidate
-patches are ever gathered.
+square does not cancel. No per-query candidate patches are ever gathered: besides the
+relaxation's ``(B, N, k, window² − 1)`` weights, memory is a few times the feature map.
 """
 
 from __future__ import annotations
