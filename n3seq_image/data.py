@@ -123,13 +123,16 @@ def parse_sigma(sigma: float | str | Sequence[float]) -> tuple[float, float]:
         ValueError: σ is not a number, negative, above 255, or the range is reversed.
     """
     if isinstance(sigma, str):
-        parts = sigma.replace(":", "-").split("-") if "-" in sigma.lstrip("-") or ":" in sigma \
-            else [sigma]
+        text = sigma.strip()
+        # "a-b" or "a:b" is a range; a leading "-" is a (rejected below) negative number.
+        head, sep, tail = text[1:].replace(":", "-").partition("-")
+        parts = [text[:1] + head, *([tail] if sep else [])]
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise ValueError(f"sigma must be a number or a range like '0-55', got {sigma!r}") \
-                from None
+            raise ValueError(
+                f"sigma must be a number or a range like '0-55', got {sigma!r}"
+            ) from None
     elif isinstance(sigma, (int, float)):
         values = [float(sigma)]
     else:
