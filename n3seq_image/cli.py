@@ -92,7 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
     )
     result = evaluate(methods, args.data, args.sigma, seed=args.seed, limit=args.limit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, skip=args.skip)
     print(f"{args.data}: sigma={args.sigma:g}, seed={args.seed}, {len(result['images'])} images")
     print(format_table(result))
     write_results(result, args.csv, args.json)
@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of clean test images")
     p.add_argument("--baselines", default="", help="comma list of dncnn,nlmeans,bm3d")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N images only")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most N images")
+    p.add_argument("--skip", type=int, default=0, help="skip the first N images (sorted)")
     p.add_argument("--csv", default=None, help="write per-image rows as CSV")
     p.add_argument("--json", default=None, help="write the full result as JSON")
     p.add_argument("--no-progress", action="store_true")

@@ -32,6 +32,7 @@ def evaluate(
     seed: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    skip: int = 0,
 ) -> dict[str, Any]:
     """Runs every method on every image of ``data``.
 
@@ -41,8 +42,10 @@ def evaluate(
         data: folder of clean images.
         sigma: noise level (0–255 scale).
         seed: noise seed.
-        limit: evaluate only the first ``limit`` images (sorted by name).
+        limit: evaluate at most ``limit`` images (sorted by name).
         progress: show a tqdm bar.
+        skip: start after the first ``skip`` images (with ``limit``, splits a long evaluation
+            into parts; image ``i`` gets the same noise whatever the split).
 
     Returns:
         ``{"sigma", "seed", "images": [...], "rows": [{"image", "method", "psnr", "ssim",
@@ -51,9 +54,10 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    files = list_images(data)[:limit]
+    files = list_images(data)[skip:][:limit]
     rows: list[dict[str, Any]] = []
-    for i, path in enumerate(tqdm(files, desc="evaluate", disable=not progress)):
+    for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress)):
+        i = skip + j
         clean = load_image(path)
         noisy = add_noise(clean, sigma, seed=[seed, i])
         rows.append({

@@ -103,6 +103,9 @@ class TestEvaluate:
         c = evaluate(ident, flat_folder, sigma=25, seed=4, progress=False)
         assert a["rows"][1]["psnr"] == b["rows"][1]["psnr"] == sub["rows"][1]["psnr"]
         assert a["rows"][1]["psnr"] != c["rows"][1]["psnr"]
+        second = evaluate(ident, flat_folder, sigma=25, seed=3, skip=1, limit=1, progress=False)
+        assert second["images"] == ["flat1.png"]
+        assert second["rows"][1]["psnr"] == a["rows"][3]["psnr"]
 
     def test_table_and_files(self, flat_folder, tmp_path):
         result = evaluate({"half": lambda n: np.full_like(n, 0.5)}, flat_folder, 25, progress=False)
