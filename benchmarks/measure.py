@@ -61,3 +61,31 @@ def peak_memory(case: str, params: dict[str, Any], threads: int,
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
         return {"error": f"exit {done.returncode}: {tail[0][:200]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], repeats: int,
+                      budget_s: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Median times of several calls measured in alternation (A, B, C, A, B, C, …).
+
+    On a shared machine the load drifts; alternating the cases of a group exposes them to the
+    same drift, so their ratios stay meaningful. Each call gets one warm-up and as many repeats
+    as :func:`median_time` would give it.
+    """
+    first = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - start
+    counts = {}
+    for name, t in first.items():
+        n = max(1, min(repeats, int(budget_s // max(t, 1e-9))))
+        counts[name] = 3 if n < 3 and t * 3 <= budget_s else n
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(max(counts.values())):
+        for name, fn in fns.items():
+            if r < counts[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(ts), "times_s": ts, "repeats": len(ts)}
+            for name, ts in times.items()}

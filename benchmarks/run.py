@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.cases import CASES
-from benchmarks.measure import median_time, peak_memory
+from benchmarks.measure import interleaved_times, median_time, peak_memory
 
 SUITES = ("sets", "windows", "image", "train", "cuda")
 
@@ -125,17 +125,37 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
 
 
 def run_jobs(jobs: list[Job], args: argparse.Namespace) -> None:
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.group}: {job.label} ...", file=sys.stderr, flush=True)
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.group, []).append(job)
+    done = 0
+    for group, members in groups.items():
+        done += len(members)
+        print(f"[{done}/{len(jobs)}] {group}: {', '.join(j.label for j in members)} ...",
+              file=sys.stderr, flush=True)
+        fns = {}
+        for i, job in enumerate(members):
+            try:
+                fns[str(i)] = CASES[job.case](**job.params)
+            except (RuntimeError, MemoryError) as err:  # e.g. out of memory
+                job.result["error"] = f"{type(err).__name__}: {str(err)[:200]}"
         try:
-            fn = CASES[job.case](**job.params)
-            job.result.update(median_time(fn, args.repeats, args.budget))
-            del fn
-        except (RuntimeError, MemoryError) as err:  # e.g. out of memory
-            job.result["error"] = f"{type(err).__name__}: {str(err)[:200]}"
+            if args.interleave:
+                timed = interleaved_times(fns, args.repeats, args.budget)
+            else:
+                timed = {key: median_time(fn, args.repeats, args.budget)
+                         for key, fn in fns.items()}
+        except (RuntimeError, MemoryError) as err:
+            for key in fns:
+                members[int(key)].result["error"] = f"{type(err).__name__}: {str(err)[:200]}"
             continue
-        if job.memory and not args.no_memory:
-            job.result.update(peak_memory(job.case, job.params, args.threads))
+        finally:
+            del fns
+        for key, result in timed.items():
+            members[int(key)].result.update(result)
+        for job in members:
+            if job.memory and not args.no_memory and "median_s" in job.result:
+                job.result.update(peak_memory(job.case, job.params, args.threads))
     baselines = {j.group: j for j in jobs if j.baseline}
     for job in jobs:
         base = baselines.get(job.group)
@@ -204,6 +224,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds per case before repeats are reduced")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory subprocesses")
+    p.add_argument("--no-interleave", dest="interleave", action="store_false",
+                   help="time each case's repeats back to back instead of alternating the "
+                        "cases of a group (alternating keeps ratios fair under drifting load)")
     p.add_argument("--out", type=Path, default=Path("results/bench/bench.json"))
     p.add_argument("--plots", type=Path, default=None,
                    help="folder for PNG plots (e.g. docs/img); none by default")
