@@ -55,6 +55,7 @@ def _rounds(
     floor = math.log(torch.finfo(logits.dtype).tiny) + math.log(shape[-1]) + 1.0
     # Below this S_o, the floored terms (<= O·e^floor in all) may exceed its rounding error.
     so_min = shape[-1] * math.exp(floor) / torch.finfo(logits.dtype).eps
+    zero_below = 2.0 * math.exp(floor)
     excluded = logits == float("-inf")
     floors = None
     if bool(excluded.any()):
@@ -70,6 +71,8 @@ def _rounds(
         else:
             torch.maximum(lg, floors, out=w)
         w.exp_()
+        # Floored terms become exact zeros: saturated rows then get exactly zero gradients.
+        torch.nn.functional.threshold_(w, zero_below, 0.0)
         w.scatter_(-1, a, 0.0)
         so = w.sum(-1, keepdim=True)
         s = so + 1.0
@@ -163,7 +166,8 @@ class _FusedContinuousKNN(torch.autograd.Function):
                 g.view(-1, g.shape[-1]).index_add_(0, rows, coef[:, None] * q)
         assert g is not None
         s = scores if valid is None else scores.masked_fill(~valid, 0.0)
-        gt -= (g * s).sum(-1, keepdim=True) / t.square()
+        # Divide twice: t² underflows at tiny t, and saturated rows bring g = 0 (0 · inf).
+        gt -= (g * s).sum(-1, keepdim=True) / t / t
         gs = g / t
         if valid is not None:
             gs = gs.masked_fill(~valid, 0.0)

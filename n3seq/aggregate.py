@@ -291,6 +291,11 @@ def knn_aggregate(
     )
 
     outputs = []
+    # Without autograd the chunks are written into one preallocated result: many small
+    # long-lived chunk outputs between the large per-chunk temporaries fragment the heap.
+    result = None
+    if not needs_grad and step < n:
+        result = query.new_empty(b, n, k, values.shape[2])
     with torch.autocast(query.device.type, enabled=False):
         for start in range(0, n, step):
             stop = min(start + step, n)
@@ -302,8 +307,15 @@ def knn_aggregate(
                 out = checkpoint(chunk_fn, *args, use_reentrant=False, **extra)
             else:
                 out = chunk_fn(*args, **extra)
-            outputs.append(out)
-    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+            if result is not None:
+                result[:, start:stop] = out
+                del out
+            else:
+                outputs.append(out)
+    if result is not None:
+        out = result
+    else:
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
     return out.to(out_dtype)
 
 
