@@ -83,6 +83,27 @@ def continuous_knn_unchecked(
     return torch.stack(weights, dim=-2)
 
 
+def _validate_scores(scores: Tensor, k: int, mask: Tensor | None) -> Tensor | None:
+    """Checks ``scores (..., O)``, ``k`` and ``mask``; returns the mask expanded to ``scores``."""
+    check_floating(scores, "scores")
+    if scores.dim() < 1:
+        raise ValueError("scores must have shape (..., O), got a 0-d tensor")
+    check_k(k)
+    if mask is None:
+        check_finite(scores, "scores")
+        if scores.shape[-1] < k:
+            raise ValueError(
+                f"k={k} is larger than the number of candidates O={scores.shape[-1]} "
+                f"(scores shape {tuple(scores.shape)})"
+            )
+        return None
+    check_mask(mask, "mask", tuple(scores.shape), "..., O")
+    mask = mask.expand_as(scores)
+    check_finite(scores.masked_fill(~mask, 0.0), "scores (at valid candidates)")
+    check_enough_candidates(mask.sum(-1), k, "mask")
+    return mask
+
+
 def continuous_knn(
     scores: Tensor,
     k: int,
@@ -122,22 +143,7 @@ def continuous_knn(
         tensor([[[1., 0., 0.],
                  [0., 0., 1.]]])
     """
-    check_floating(scores, "scores")
-    if scores.dim() < 1:
-        raise ValueError("scores must have shape (..., O), got a 0-d tensor")
-    check_k(k)
-    if mask is not None:
-        check_mask(mask, "mask", tuple(scores.shape), "..., O")
-        mask = mask.expand_as(scores)
-        check_finite(scores.masked_fill(~mask, 0.0), "scores (at valid candidates)")
-        check_enough_candidates(mask.sum(-1), k, "mask")
-    else:
-        check_finite(scores, "scores")
-        if scores.shape[-1] < k:
-            raise ValueError(
-                f"k={k} is larger than the number of candidates O={scores.shape[-1]} "
-                f"(scores shape {tuple(scores.shape)})"
-            )
+    mask = _validate_scores(scores, k, mask)
     dtype = compute_dtype(scores)
     t = as_temperature(
         temperature, (*scores.shape[:-1], 1), dtype=dtype, device=scores.device
@@ -169,23 +175,9 @@ def hard_knn(scores: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
         tensor([[0., 1., 0.],
                 [0., 0., 1.]])
     """
-    check_floating(scores, "scores")
-    if scores.dim() < 1:
-        raise ValueError("scores must have shape (..., O), got a 0-d tensor")
-    check_k(k)
+    mask = _validate_scores(scores, k, mask)
     if mask is not None:
-        check_mask(mask, "mask", tuple(scores.shape), "..., O")
-        mask = mask.expand_as(scores)
-        check_enough_candidates(mask.sum(-1), k, "mask")
-        check_finite(scores.masked_fill(~mask, 0.0), "scores (at valid candidates)")
         scores = scores.masked_fill(~mask, float("-inf"))
-    else:
-        check_finite(scores, "scores")
-        if scores.shape[-1] < k:
-            raise ValueError(
-                f"k={k} is larger than the number of candidates O={scores.shape[-1]} "
-                f"(scores shape {tuple(scores.shape)})"
-            )
     # A stable descending sort keeps equal scores in index order: lowest index wins ties.
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     one_hot = torch.zeros(*scores.shape[:-1], k, scores.shape[-1], dtype=scores.dtype,
