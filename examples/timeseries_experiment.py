@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from n3seq.ablation import count_parameters
 from n3seq.timeseries import (
     SeriesModel,
     fit_series_model,
@@ -38,7 +39,6 @@ from n3seq.timeseries import (
     savitzky_golay,
     seasonal_naive,
 )
-from n3seq.timeseries.model import count_parameters
 
 CONFIGS = {
     "co2": {"window": 8, "stride": 4, "min_len": 120, "max_len": 208, "noise": 0.1,

@@ -16,6 +16,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from n3seq._checks import check_floating
+from n3seq.ablation import count_parameters
 from n3seq.block import N3Block
 
 NONLOCAL_KINDS = ("n3", "local")
@@ -131,11 +132,6 @@ class LocalMixer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv2(F.relu(self.conv1(rearrange(x, "b t d -> b d t"))))
         return torch.cat([x, rearrange(y, "b d t -> b t d")], dim=-1)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def matched_hidden(dim: int, k: int, target: int, kernel_size: int = 5) -> int:

@@ -9,6 +9,7 @@ Example:
     torch.Size([2, 80])
 """
 
+from n3seq.ablation import count_parameters, matching_width
 from n3seq.sets.context_norm import ContextNorm, context_norm
 from n3seq.sets.data import (
     apply_homography,
@@ -22,8 +23,6 @@ from n3seq.sets.model import (
     CorrespondenceNet,
     SetDenseStage,
     SetN3Stage,
-    count_parameters,
-    matching_width,
 )
 from n3seq.sets.train import fit_correspondence_net, inlier_loss
 

@@ -11,13 +11,11 @@ is permutation-equivariant.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from n3seq._checks import check_finite, check_floating, check_mask, check_rank
-from n3seq.block import N3Block
+from n3seq.ablation import DenseResidual, N3Residual
 from n3seq.sets.context_norm import context_norm
 
 
@@ -34,27 +32,10 @@ class ContextNormBlock(nn.Module):
         return h + z
 
 
-class SetN3Stage(nn.Module):
-    """Residual ``h + Linear(N3Block(h))`` over the whole set."""
-
-    def __init__(self, dim: int, k: int = 8, temperature_bias: float = 0.1) -> None:
-        super().__init__()
-        self.block = N3Block(dim, k, temperature_bias=temperature_bias)
-        self.proj = nn.Linear(self.block.out_dim, dim)
-
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        return h + self.proj(self.block(h, mask=mask))
-
-
-class SetDenseStage(nn.Module):
-    """The stand-in for :class:`SetN3Stage` without N³: ``h + Linear(relu(h))``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        return h + self.proj(torch.relu(h))
+#: Residual ``h + Linear(N3Block(h))`` over the whole set.
+SetN3Stage = N3Residual
+#: The stand-in for :data:`SetN3Stage` without N³: ``h + Linear(relu(h))``.
+SetDenseStage = DenseResidual
 
 
 class CorrespondenceNet(nn.Module):
@@ -117,24 +98,3 @@ class CorrespondenceNet(nn.Module):
         return logits if mask is None else logits * mask
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def matching_width(target: int, build: Callable[[int], nn.Module],
-                   widths: range = range(4, 1025)) -> int:
-    """The width whose model ``build(width)`` has the parameter count closest to ``target``.
-
-    Gives the network without N³ the parameter budget of the one with N³ (bisection; the
-    count must grow with the width).
-    """
-    lo, hi = 0, len(widths) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count_parameters(build(widths[mid])) < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    near = [widths[i] for i in (lo - 1, lo) if 0 <= i < len(widths)]
-    return min(near, key=lambda w: abs(count_parameters(build(w)) - target))

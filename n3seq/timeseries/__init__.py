@@ -7,6 +7,7 @@ Example:
     >>> model = SeriesModel(channels=1, window=8, stride=4, width=16)
 """
 
+from n3seq.ablation import count_parameters, matching_width
 from n3seq.timeseries.baselines import (
     linear_interpolation,
     moving_average,
@@ -22,7 +23,6 @@ from n3seq.timeseries.model import (
     SeriesModel,
     SeriesN3Stage,
     SeriesNet,
-    matching_width,
 )
 from n3seq.timeseries.tasks import TASKS, forecast_mask, gap_mask, make_episode, random_crops
 from n3seq.timeseries.train import fit_series_model
@@ -46,6 +46,7 @@ __all__ = [
     "SeriesSplit",
     "WindowTokens",
     "check_padding_mask",
+    "count_parameters",
     "covered_length",
     "fit_series_model",
     "fold_windows",

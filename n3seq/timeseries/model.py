@@ -15,7 +15,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from n3seq._checks import check_finite, check_floating, check_rank, tracing
-from n3seq.block import N3Block
+from n3seq.ablation import DenseResidual, N3Residual
 from n3seq.timeseries.windows import (
     _check_window,
     check_padding_mask,
@@ -42,41 +42,10 @@ class LocalStage(nn.Module):
         return h + rearrange(self.conv(rearrange(z, "b n d -> b d n")), "b d n -> b n d")
 
 
-class SeriesN3Stage(nn.Module):
-    """Residual N³ stage ``h + Linear([h, ĥ₁ − h, …, ĥₖ − h])`` over window tokens.
-
-    Neighbours are searched over all tokens of the same series (``radius=None``) or in a
-    window of ``2·radius + 1`` tokens kept inside each series (``N3Block(radius=r)`` shifts
-    the windows by the series lengths); the query is excluded and padding tokens are never
-    chosen.
-
-    Args:
-        dim: token features D.
-        k: number of neighbours.
-        radius: ``None`` (global) or the window radius in tokens.
-        temperature_bias: scale of the learned temperature (see :class:`n3seq.N3Block`).
-    """
-
-    def __init__(self, dim: int, k: int = 4, radius: int | None = None,
-                 temperature_bias: float = 0.1) -> None:
-        super().__init__()
-        self.block = N3Block(dim, k, temperature_bias=temperature_bias, radius=radius)
-        self.radius = radius
-        self.proj = nn.Linear(self.block.out_dim, dim)
-
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        return h + self.proj(self.block(h, mask=mask))
-
-
-class DenseStage(nn.Module):
-    """The stand-in for :class:`SeriesN3Stage` in models without N³: ``h + Linear(relu(h))``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        return h + self.proj(torch.relu(h))
+#: Residual N³ stage over window tokens (global or a window kept inside each series).
+SeriesN3Stage = N3Residual
+#: The stand-in for :data:`SeriesN3Stage` in models without N³: ``h + Linear(relu(h))``.
+DenseStage = DenseResidual
 
 
 class SeriesNet(nn.Module):
@@ -224,31 +193,3 @@ class SeriesModel(nn.Module):
         y = z + self.net(torch.cat([z, known], dim=-1), mask)
         y = y * std + mean
         return y if mask is None else y * mask[..., None]
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def matching_width(target: int, build, widths: range = range(4, 513)) -> int:
-    """The width whose model ``build(width)`` has the parameter count closest to ``target``.
-
-    Used to give the model without N³ the parameter budget of the model with N³: its token
-    width is raised until the counts match as closely as an integer width allows. The count
-    must grow with the width (it is bisected).
-
-    Example:
-        >>> n3 = SeriesModel(1, width=32)
-        >>> w = matching_width(count_parameters(n3), lambda w: SeriesModel(1, width=w,
-        ...                    use_n3=False))
-    """
-    lo, hi = 0, len(widths) - 1
-    while lo < hi:  # first width whose count reaches the target
-        mid = (lo + hi) // 2
-        if count_parameters(build(widths[mid])) < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    near = [widths[i] for i in (lo - 1, lo) if 0 <= i < len(widths)]
-    return min(near, key=lambda w: abs(count_parameters(build(w)) - target))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from n3seq.ablation import count_parameters
 from n3seq.timeseries import SeriesModel, SeriesNet, matching_width
-from n3seq.timeseries.model import count_parameters
 
 
 @pytest.fixture
