@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from n3seq._train_utils import optimizer_step, progress_range
 from n3seq.sets.data import make_correspondences
 
 
@@ -54,24 +54,9 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     losses = []
     model.train()
-    for _ in _progress(steps, progress, "train sets"):
+    for _ in progress_range(steps, progress, "train sets"):
         data = make_correspondences(batch, generator=gen, **data_kwargs)
         loss = inlier_loss(model(data["x"], data["mask"]), data["labels"], data["mask"])
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, model, opt, sched))
     model.eval()
     return losses
-
-
-def _progress(steps: int, show: bool, desc: str) -> Iterable[int]:
-    """``range(steps)``, wrapped in a tqdm bar when ``show`` (tqdm is only needed then)."""
-    if not show:
-        return range(steps)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(steps), desc=desc, leave=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from n3seq._train_utils import optimizer_step, progress_range
 from n3seq.timeseries.metrics import masked_mse
 from n3seq.timeseries.tasks import check_task, make_episode, random_crops
 
@@ -49,26 +49,11 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     losses = []
     model.train()
-    for _ in _progress(steps, progress, f"train {task}"):
+    for _ in progress_range(steps, progress, f"train {task}"):
         crops, lengths = random_crops(train, batch, min_len, max_len, gen)
         ep = make_episode(crops, lengths, task, generator=gen, **episode_kwargs)
         pred = model(ep["inputs"], ep["observed"], ep["mask"])
         loss = masked_mse(pred, ep["target"], ep["score"])
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, model, opt, sched))
     model.eval()
     return losses
-
-
-def _progress(steps: int, show: bool, desc: str) -> Iterable[int]:
-    """``range(steps)``, wrapped in a tqdm bar when ``show`` (tqdm is only needed then)."""
-    if not show:
-        return range(steps)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(steps), desc=desc, leave=False)
