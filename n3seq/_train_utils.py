@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -27,3 +28,14 @@ def optimizer_step(loss: Tensor, model: nn.Module, opt: Any, sched: Any | None =
     if sched is not None:
         sched.step()
     return loss.item()
+
+
+def adam_one_cycle(model: nn.Module, lr: float, steps: int) -> tuple[Any, Any | None]:
+    """Adam with a one-cycle schedule over ``steps`` (a fixed lr for runs under 20 steps)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = None
+    if steps >= 20:  # OneCycleLR divides by zero for some very short runs: keep lr fixed then
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    return opt, sched

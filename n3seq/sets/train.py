@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from n3seq._train_utils import optimizer_step, progress_range
+from n3seq._train_utils import adam_one_cycle, optimizer_step, progress_range
 from n3seq.sets.data import make_correspondences
 
 
@@ -46,12 +46,7 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         The loss of every step.
     """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    sched = None
-    if steps >= 20:  # OneCycleLR divides by zero for some very short runs: keep lr fixed then
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    opt, sched = adam_one_cycle(model, lr, steps)
     losses = []
     model.train()
     for _ in progress_range(steps, progress, "train sets"):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from n3seq._train_utils import optimizer_step, progress_range
+from n3seq._train_utils import adam_one_cycle, optimizer_step, progress_range
 from n3seq.timeseries.metrics import masked_mse
 from n3seq.timeseries.tasks import check_task, make_episode, random_crops
 
@@ -41,12 +41,7 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
     """
     check_task(task)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    sched = None
-    if steps >= 20:  # OneCycleLR divides by zero for some very short runs: keep lr fixed then
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    opt, sched = adam_one_cycle(model, lr, steps)
     losses = []
     model.train()
     for _ in progress_range(steps, progress, f"train {task}"):
