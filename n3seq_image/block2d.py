@@ -45,6 +45,19 @@ def min_image_size(patch_size: int = 10, stride: int = 5, window: int = 15) -> i
     return patch_size + stride * (window - 1)
 
 
+def check_image_batch(x: Tensor, channels: int, min_size: int, who: str) -> None:
+    """Raises unless ``x`` is a ``(B, channels, H, W)`` tensor with ``H, W >= min_size``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(
+            f"{who} needs images of at least {min_size}×{min_size} px (one full N³ search "
+            f"window), got x of shape {tuple(x.shape)}"
+        )
+
+
 def _check_inputs(
     y: Tensor, embedding: Tensor, log_temperature: Tensor | None, k: int, patch_size: int,
     stride: int, window: int, placement: str, backend: str,
@@ -324,17 +337,7 @@ class N3Block2d(nn.Module):
 
     def neighbours(self, x: Tensor) -> Tensor:
         """The k neighbour images ``(B, k, C, H, W)`` of ``x``."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"images must be at least {self.min_size}×{self.min_size} px, got x of shape "
-                f"{tuple(x.shape)}"
-            )
+        check_image_batch(x, self.in_channels, self.min_size, "N3Block2d")
         log_t = None if self.temperature_net is None else self.temperature_net(x)
         return n3_aggregate_2d(
             x, self.embedding(x), log_t, self.k, patch_size=self.patch_size,

@@ -7,7 +7,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from n3seq_image.block2d import Backend, N3Block2d, Placement, min_image_size
+from n3seq_image.block2d import (
+    Backend,
+    N3Block2d,
+    Placement,
+    check_image_batch,
+    min_image_size,
+)
 from n3seq_image.dncnn import DnCNN
 
 
@@ -151,17 +157,7 @@ class N3Net(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"N3Net needs images of at least {self.min_size}×{self.min_size} px "
-                f"(one full N³ search window), got x of shape {tuple(x.shape)}"
-            )
+        check_image_batch(x, self.in_channels, self.min_size, "N3Net")
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i < len(self.n3blocks):
