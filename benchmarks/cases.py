@@ -157,7 +157,10 @@ class WithoutN3(nn.Module):
         for i, stage in enumerate(net.stages):
             x = stage(x)
             if i < len(net.n3blocks):
+                cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
                 x = x.repeat(1, net.k + 1, 1, 1)
+                if cl:  # as N3Block2d does: the next stage gets the format it ran in
+                    x = x.contiguous(memory_format=torch.channels_last)
         return x
 
 
@@ -168,11 +171,16 @@ def _n3net(**kwargs: Any) -> nn.Module:
     return N3Net(**kwargs)
 
 
+def _memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def image_n3net(height: int, width: int, backend: str = "fast", without_n3: bool = False,
-                device: str = "cpu") -> Call:
-    net = _n3net(backend=backend).eval().to(device)
+                device: str = "cpu", channels_last: bool = False) -> Call:
+    fmt = _memory_format(channels_last)
+    net = _n3net(backend=backend).eval().to(device, memory_format=fmt)
     model = WithoutN3(net) if without_n3 else net
-    x = torch.rand(1, 1, height, width, device=device)
+    x = torch.rand(1, 1, height, width, device=device).contiguous(memory_format=fmt)
 
     def call() -> None:
         with torch.inference_mode():
@@ -182,7 +190,8 @@ def image_n3net(height: int, width: int, backend: str = "fast", without_n3: bool
     return call
 
 
-def train_step(model: str, batch: int = 32, size: int = 80, device: str = "cpu") -> Call:
+def train_step(model: str, batch: int = 32, size: int = 80, device: str = "cpu",
+               channels_last: bool = False) -> Call:
     if model == "n3net":
         net = _n3net()
     else:
@@ -190,10 +199,11 @@ def train_step(model: str, batch: int = 32, size: int = 80, device: str = "cpu")
 
         torch.manual_seed(0)
         net = DnCNN(1, 1, depth=17, features=64)
-    net = net.train().to(device)
+    fmt = _memory_format(channels_last)
+    net = net.train().to(device, memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     clean = torch.rand(batch, 1, size, size, device=device)
-    noisy = clean + 0.1 * torch.randn_like(clean)
+    noisy = (clean + 0.1 * torch.randn_like(clean)).contiguous(memory_format=fmt)
 
     def call() -> None:
         opt.zero_grad(set_to_none=True)

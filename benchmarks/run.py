@@ -16,6 +16,7 @@ group, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -99,23 +100,27 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
                 if s in suites:
                     skipped[s] = f"n3seq_image not importable: {err}"
             suites = [s for s in suites if s not in ("image", "train")]
+    # Each image / train comparison runs twice: NCHW and channels-last (what the CLI uses on
+    # CPU, see n3seq_image.memory_format); baseline and N3Net always share the format.
+    formats = (("", False), (" channels-last", True))
     if "image" in suites:
-        for h, w in args.image_sizes:
-            group = f"image {h}x{w}"
-            p = {"height": h, "width": w}
+        for (h, w), (suffix, cl) in itertools.product(args.image_sizes, formats):
+            group = f"image {h}x{w}{suffix}"
+            p = {"height": h, "width": w, "channels_last": cl}
             jobs.append(Job("image", "convolutions only (N3 removed)", "image_n3net",
                             {**p, "without_n3": True}, group, h * w, baseline=True))
             jobs.append(Job("image", "N3Net (fast)", "image_n3net", p, group, h * w))
-            if h * w <= 256 * 256 and not args.quick:
+            if h * w <= 256 * 256 and not args.quick and not cl:
                 jobs.append(Job("image", "N3Net (reference)", "image_n3net",
                                 {**p, "backend": "reference"}, group, h * w))
     if "train" in suites:
-        group = f"train batch {args.train_batch}x80x80"
-        p = {"batch": args.train_batch, "size": 80}
-        jobs.append(Job("train", "DnCNN-17 step", "train_step", {**p, "model": "dncnn"},
-                        group, args.train_batch, baseline=True))
-        jobs.append(Job("train", "N3Net step", "train_step", {**p, "model": "n3net"}, group,
-                        args.train_batch))
+        for suffix, cl in formats:
+            group = f"train batch {args.train_batch}x80x80{suffix}"
+            p = {"batch": args.train_batch, "size": 80, "channels_last": cl}
+            jobs.append(Job("train", "DnCNN-17 step", "train_step", {**p, "model": "dncnn"},
+                            group, args.train_batch, baseline=True))
+            jobs.append(Job("train", "N3Net step", "train_step", {**p, "model": "n3net"},
+                            group, args.train_batch))
     if "cuda" in suites:
         if torch.cuda.is_available():
             jobs += _sets_jobs(args.sizes, "cuda", "cuda", (None, "float16", "bfloat16"))

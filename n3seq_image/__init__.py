@@ -2,6 +2,7 @@
 
 from n3seq_image.block2d import N3Block2d, n3_aggregate_2d, n3_output_2d
 from n3seq_image.dncnn import DnCNN
+from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.n3net import N3Net
 from n3seq_image.patches import (
     ExtractPatches,
@@ -25,5 +26,6 @@ __all__ = [
     "n3_output_2d",
     "patch_grid",
     "patch_padding",
+    "preferred_memory_format",
     "window_candidates_2d",
 ]

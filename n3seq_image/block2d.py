@@ -346,7 +346,13 @@ class N3Block2d(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return n3_output_2d(x, self.neighbours(x), self.differences)
+        out = n3_output_2d(x, self.neighbours(x), self.differences)
+        # Keep a channels-last network channels-last: on CPU its convolutions are up to 2×
+        # faster, and a plain NCHW output here would make the next stage reorder its input.
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+                and not x.is_contiguous():
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, k={self.k}, patch_size={self.patch_size}, "

@@ -20,6 +20,7 @@ from torch import nn
 
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.data import add_noise, load_image, parse_sigma, save_image
+from n3seq_image.memory_format import preferred_memory_format
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = {"n3net": "n3net_sigma25.safetensors", "dncnn": "dncnn17_sigma25.safetensors"}
@@ -70,7 +71,8 @@ def denoise_tensor(
         image: grayscale float image (noisy, unclipped).
         tile: tile side in pixels (>= 80); images up to ``tile`` per side go in one piece.
         overlap: overlap of neighbouring tiles; the outputs are blended with linear ramps.
-        device: where the model runs.
+        device: where the model runs (the model is moved there, in place, in the
+            :func:`~n3seq_image.memory_format.preferred_memory_format` of the device).
 
     Returns:
         ``(H, W)`` float32 array, not clipped.
@@ -86,19 +88,21 @@ def denoise_tensor(
     if pad_h or pad_w:
         image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="symmetric")
     h, w = image.shape
-    model = model.to(device).eval()
+    fmt = preferred_memory_format(device)
+    model = model.to(device, memory_format=fmt).eval()
+
+    def run(array: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+        return model(x.to(device).contiguous(memory_format=fmt))[0, 0].cpu().numpy()
+
     if h <= tile and w <= tile:
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-        out = model(x.to(device))[0, 0].cpu().numpy()
-        return out[:h0, :w0]
+        return run(image)[:h0, :w0]
     acc = np.zeros((h, w), dtype=np.float64)
     norm = np.zeros((h, w), dtype=np.float64)
     th, tw = min(tile, h), min(tile, w)
     for top in tile_starts(h, tile, overlap):
         for left in tile_starts(w, tile, overlap):
-            patch = image[top : top + th, left : left + tw]
-            x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
-            y = model(x.to(device))[0, 0].cpu().numpy()
+            y = run(image[top : top + th, left : left + tw])
             weight = np.outer(_ramp(th, overlap), _ramp(tw, overlap))
             acc[top : top + th, left : left + tw] += weight * y
             norm[top : top + th, left : left + tw] += weight

@@ -35,6 +35,7 @@ from n3seq_image.checkpoint import (
     save_weights,
 )
 from n3seq_image.data import RandomCropDataset, add_noise, load_folder, parse_sigma, shard_indices
+from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.metrics import batch_psnr
 
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
@@ -251,7 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     model = build_model(cfg.model, model_cfg)
     if cfg.init == "zero-tail":
         zero_init_tails(model)
-    model = model.to(device).train()
+    model = model.to(device, memory_format=preferred_memory_format(device)).train()
     optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
 
     start_step, log, elapsed_before = 0, [], 0.0
