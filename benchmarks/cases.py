@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 import n3seq
+from n3seq.aggregate import CHUNK_ELEMENTS
 from n3seq.approximate import approx_knn_aggregate
 from n3seq.reference import continuous_knn_reference
 
@@ -52,6 +53,25 @@ def naive_relaxation(query: Tensor, keys: Tensor, values: Tensor, k: int,
     return torch.matmul(w.flatten(1, 2), values).unflatten(1, (query.shape[1], k))
 
 
+def matmul_floor(query: Tensor, keys: Tensor, values: Tensor, weights: Tensor) -> Tensor:
+    """The matrix products any exact dense relaxation must do, and nothing else.
+
+    Per chunk of queries (the chunking of ``knn_aggregate``): the distance product and the k
+    weighted sums as one ``(k·n × M) @ (M × F)`` product, with fixed stand-in ``weights``
+    ``(1, step·k, M)`` instead of k softmax rounds. Its time over hard kNN's is a lower bound
+    of the ratio any exact dense implementation can reach on the machine.
+    """
+    norms = keys.square().sum(-1)[:, None, :]
+    step = min(query.shape[1], max(1, CHUNK_ELEMENTS // keys.shape[1]))
+    k = weights.shape[1] // step
+    out = []
+    for s in range(0, query.shape[1], step):
+        q = query[:, s:s + step]
+        torch.baddbmm(-norms, q, keys.transpose(1, 2), alpha=2.0)
+        out.append(torch.matmul(weights[:, : q.shape[1] * k], values))
+    return torch.cat(out, dim=1)
+
+
 def _run(fn: Callable[[], Tensor], grad: bool, device: str) -> Call:
     def call() -> None:
         out = fn()
@@ -79,6 +99,13 @@ def sets_n3(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
                              lambda: n3seq.knn_aggregate(x, x, v, k, temperature))
 
     return _run(fn, grad, device)
+
+
+def sets_floor(n: int, e: int = 64, f: int = 64, k: int = 7, device: str = "cpu") -> Call:
+    x, v = _sets(n, e, f, device, False)
+    step = min(n, max(1, CHUNK_ELEMENTS // n))
+    w = torch.rand(1, step * k, n, generator=torch.Generator().manual_seed(1)).to(device)
+    return _run(lambda: matmul_floor(x, x, v, w), False, device)
 
 
 def sets_naive(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
@@ -145,18 +172,25 @@ class WithoutN3(nn.Module):
 
     The convolutions are exactly those of the N3Net (same weights, same channel counts); the
     ``(k + 1)·C`` channel input of later stages is the stage output repeated, which costs a
-    copy and nothing else.
+    copy and nothing else. With ``block_cnns`` the N³ blocks' embedding and temperature CNNs
+    also run (outputs unused): every convolution of the N3Net, only the matching and
+    aggregation left out — the floor of the N3Net / convolutions ratio.
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, block_cnns: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.block_cnns = block_cnns
 
     def forward(self, x: Tensor) -> Tensor:
         net = self.net
         for i, stage in enumerate(net.stages):
             x = stage(x)
             if i < len(net.n3blocks):
+                if self.block_cnns:
+                    block = net.n3blocks[i]
+                    block.embedding(x)
+                    block.temperature_net(x)
                 cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
                 x = x.repeat(1, net.k + 1, 1, 1)
                 if cl:  # as N3Block2d does: the next stage gets the format it ran in
@@ -176,10 +210,11 @@ def _memory_format(channels_last: bool) -> torch.memory_format:
 
 
 def image_n3net(height: int, width: int, backend: str = "fast", without_n3: bool = False,
-                device: str = "cpu", channels_last: bool = False) -> Call:
+                device: str = "cpu", channels_last: bool = False,
+                block_cnns: bool = False) -> Call:
     fmt = _memory_format(channels_last)
     net = _n3net(backend=backend).eval().to(device, memory_format=fmt)
-    model = WithoutN3(net) if without_n3 else net
+    model = WithoutN3(net, block_cnns) if without_n3 else net
     x = torch.rand(1, 1, height, width, device=device).contiguous(memory_format=fmt)
 
     def call() -> None:
@@ -218,6 +253,7 @@ CASES: dict[str, Callable[..., Call]] = {
     "sets_hard": sets_hard,
     "sets_n3": sets_n3,
     "sets_naive": sets_naive,
+    "sets_floor": sets_floor,
     "sets_approx": sets_approx,
     "windows_hard": windows_hard,
     "windows_n3": windows_n3,

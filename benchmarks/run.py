@@ -57,6 +57,9 @@ def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
         group = f"{suite} N={n}"
         base = {"n": n, "device": device}
         jobs.append(Job(suite, "hard kNN", "sets_hard", base, group, n, baseline=True))
+        if device == "cpu":
+            jobs.append(Job(suite, "floor: distance + k weighted-sum matmuls only",
+                            "sets_floor", base, group, n))
         for ac in autocasts:
             tag = f" {ac}" if ac else ""
             extra = {"autocast": ac} if ac else {}
@@ -109,6 +112,9 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
             p = {"height": h, "width": w, "channels_last": cl}
             jobs.append(Job("image", "convolutions only (N3 removed)", "image_n3net",
                             {**p, "without_n3": True}, group, h * w, baseline=True))
+            jobs.append(Job("image", "floor: all convolutions incl. N³ embedding/temperature",
+                            "image_n3net", {**p, "without_n3": True, "block_cnns": True}, group,
+                            h * w))
             jobs.append(Job("image", "N3Net (fast)", "image_n3net", p, group, h * w))
             if h * w <= 256 * 256 and not args.quick and not cl:
                 jobs.append(Job("image", "N3Net (reference)", "image_n3net",
