@@ -184,18 +184,19 @@ class WithoutN3(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         net = self.net
+        side = x.new_zeros(())
         for i, stage in enumerate(net.stages):
             x = stage(x)
             if i < len(net.n3blocks):
                 if self.block_cnns:
                     block = net.n3blocks[i]
-                    block.embedding(x)
-                    block.temperature_net(x)
+                    # Summed into the output with weight 0, so training runs their backward.
+                    side = side + block.embedding(x).mean() + block.temperature_net(x).mean()
                 cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
                 x = x.repeat(1, net.k + 1, 1, 1)
                 if cl:  # as N3Block2d does: the next stage gets the format it ran in
                     x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x + 0.0 * side if self.block_cnns else x
 
 
 def _n3net(**kwargs: Any) -> nn.Module:
@@ -227,8 +228,12 @@ def image_n3net(height: int, width: int, backend: str = "fast", without_n3: bool
 
 def train_step(model: str, batch: int = 32, size: int = 80, device: str = "cpu",
                channels_last: bool = False) -> Call:
+    """One Adam step of ``model``: ``"n3net"``, ``"dncnn"`` (DnCNN-17) or ``"n3net-cnns"``
+    (every N3Net convolution incl. the N³ blocks' CNNs, no matching: the floor)."""
     if model == "n3net":
         net = _n3net()
+    elif model == "n3net-cnns":
+        net = WithoutN3(_n3net(), block_cnns=True)
     else:
         from n3seq_image import DnCNN
 

@@ -125,6 +125,9 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
             p = {"batch": args.train_batch, "size": 80, "channels_last": cl}
             jobs.append(Job("train", "DnCNN-17 step", "train_step", {**p, "model": "dncnn"},
                             group, args.train_batch, baseline=True))
+            jobs.append(Job("train", "floor: N3Net convolutions incl. N³ CNNs, no matching",
+                            "train_step", {**p, "model": "n3net-cnns"}, group,
+                            args.train_batch))
             jobs.append(Job("train", "N3Net step", "train_step", {**p, "model": "n3net"},
                             group, args.train_batch))
     if "cuda" in suites:
