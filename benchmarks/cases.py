@@ -53,13 +53,17 @@ def naive_relaxation(query: Tensor, keys: Tensor, values: Tensor, k: int,
     return torch.matmul(w.flatten(1, 2), values).unflatten(1, (query.shape[1], k))
 
 
-def matmul_floor(query: Tensor, keys: Tensor, values: Tensor, weights: Tensor) -> Tensor:
+def matmul_floor(query: Tensor, keys: Tensor, values: Tensor, weights: Tensor,
+                 logits: Tensor | None = None) -> Tensor:
     """The matrix products any exact dense relaxation must do, and nothing else.
 
     Per chunk of queries (the chunking of ``knn_aggregate``): the distance product and the k
     weighted sums as one ``(k·n × M) @ (M × F)`` product, with fixed stand-in ``weights``
     ``(1, step·k, M)`` instead of k softmax rounds. Its time over hard kNN's is a lower bound
-    of the ratio any exact dense implementation can reach on the machine.
+    of the ratio any exact dense implementation can reach on the machine. With ``logits``
+    (``(1, step, M)``, in the normal range of ``exp``) it also evaluates one ``exp`` per
+    (query, candidate) and round — the softmax numerators, the least transcendental work of
+    a log-space relaxation at a general temperature.
     """
     norms = keys.square().sum(-1)[:, None, :]
     step = min(query.shape[1], max(1, CHUNK_ELEMENTS // keys.shape[1]))
@@ -68,6 +72,10 @@ def matmul_floor(query: Tensor, keys: Tensor, values: Tensor, weights: Tensor) -
     for s in range(0, query.shape[1], step):
         q = query[:, s:s + step]
         torch.baddbmm(-norms, q, keys.transpose(1, 2), alpha=2.0)
+        if logits is not None:
+            w = weights[:, : q.shape[1] * k].view(1, q.shape[1], k, -1)
+            for j in range(k):
+                torch.exp(logits[:, : q.shape[1]], out=w[:, :, j])
         out.append(torch.matmul(weights[:, : q.shape[1] * k], values))
     return torch.cat(out, dim=1)
 
@@ -101,11 +109,14 @@ def sets_n3(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
     return _run(fn, grad, device)
 
 
-def sets_floor(n: int, e: int = 64, f: int = 64, k: int = 7, device: str = "cpu") -> Call:
+def sets_floor(n: int, e: int = 64, f: int = 64, k: int = 7, device: str = "cpu",
+               exps: bool = False) -> Call:
     x, v = _sets(n, e, f, device, False)
     step = min(n, max(1, CHUNK_ELEMENTS // n))
-    w = torch.rand(1, step * k, n, generator=torch.Generator().manual_seed(1)).to(device)
-    return _run(lambda: matmul_floor(x, x, v, w), False, device)
+    g = torch.Generator().manual_seed(1)
+    w = torch.rand(1, step * k, n, generator=g).to(device)
+    logits = (-20.0 * torch.rand(1, step, n, generator=g)).to(device) if exps else None
+    return _run(lambda: matmul_floor(x, x, v, w, logits), False, device)
 
 
 def sets_naive(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
@@ -121,13 +132,13 @@ def sets_naive(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
 
 def sets_approx(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False,
                 num_candidates: int = 32, temperature: float = 1.0,
-                device: str = "cpu") -> Call:
+                device: str = "cpu", backend: str = "torch") -> Call:
     x, v = _sets(n, e, f, device, grad)
 
     def fn() -> Tensor:
         with torch.set_grad_enabled(grad):
             return approx_knn_aggregate(x, x, v, k, temperature,
-                                        num_candidates=num_candidates)
+                                        num_candidates=num_candidates, backend=backend)
 
     return _run(fn, grad, device)
 

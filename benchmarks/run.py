@@ -16,6 +16,7 @@ group, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
@@ -60,6 +61,8 @@ def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
         if device == "cpu":
             jobs.append(Job(suite, "floor: distance + k weighted-sum matmuls only",
                             "sets_floor", base, group, n))
+            jobs.append(Job(suite, "floor: the matmuls + one exp per candidate and round",
+                            "sets_floor", {**base, "exps": True}, group, n))
         for ac in autocasts:
             tag = f" {ac}" if ac else ""
             extra = {"autocast": ac} if ac else {}
@@ -78,6 +81,9 @@ def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
             jobs.append(Job(suite, "approx L=32 forward", "sets_approx", base, group, n))
             jobs.append(Job(suite, "approx L=32 forward+backward", "sets_approx",
                             {**base, "grad": True}, group, n))
+            if importlib.util.find_spec("faiss") is not None:
+                jobs.append(Job(suite, "approx L=32 forward, FAISS pre-selection",
+                                "sets_approx", {**base, "backend": "faiss"}, group, n))
     return jobs
 
 

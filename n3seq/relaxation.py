@@ -25,6 +25,7 @@ from n3seq._checks import (
     check_mask,
     compute_dtype,
 )
+from n3seq._fused import fused_continuous_knn
 
 
 def _log1m_softmax(log_w: Tensor) -> Tensor:
@@ -149,7 +150,7 @@ def continuous_knn(
         temperature, (*scores.shape[:-1], 1), dtype=dtype, device=scores.device
     )
     with torch.autocast(scores.device.type, enabled=False):
-        weights = continuous_knn_unchecked(scores.to(dtype), k, t, mask)
+        weights = fused_continuous_knn(scores.to(dtype), k, t, mask)
     return weights.to(scores.dtype)
 
 

@@ -50,6 +50,21 @@ class TestPreselect:
                                  backend="faiss")
         assert torch.equal(a.sort(-1).values, b.sort(-1).values)
 
+    @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed (pip install 'n3seq[faiss]')")
+    def test_faiss_aggregate_equals_torch_in_values_and_gradients(self):
+        x, v = _sets(n=200, e=8, f=4, dtype=torch.float32)
+        outs, grads = [], []
+        for backend in ("torch", "faiss"):
+            xx, vv = x.clone().requires_grad_(), v.clone().requires_grad_()
+            out = approx_knn_aggregate(xx, xx, vv, 3, 0.5, num_candidates=16,
+                                       exclude_self=True, backend=backend)
+            out.square().sum().backward()
+            outs.append(out.detach())
+            grads.append((xx.grad, vv.grad))
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+        for a, b in zip(grads[1], grads[0], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
     @pytest.mark.parametrize(
         ("kwargs", "error", "match"),
         [
