@@ -1,16 +1,20 @@
 """Soft k-nearest-neighbour aggregation over token sets: ``(B, N, E)`` queries → ``(B, N, k, F)``.
 
-Queries are processed in chunks; under autograd each chunk is checkpointed, so the k weight
-matrices of a chunk are recomputed in backward instead of being stored for every query. Peak
-memory is then one chunk's working set, whatever N.
+Queries are processed in chunks; under autograd each chunk is recomputed in backward
+(checkpointed, or by the candidates path's own backward), so the k weight matrices of a chunk
+are not stored for every query. Peak memory is then the output, the gradients and one chunk's
+working set, whatever N.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from n3seq._checks import (
@@ -182,12 +186,21 @@ def _candidate_mask(
     return valid
 
 
-def _gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
-    """``x[b, idx[b, n, o]]`` → (B, n, O, D) for x (B, M, D) and idx (B or 1, n, O)."""
-    batch = x.shape[0]
+def _view(buffer: Tensor, *shape: int) -> Tensor:
+    """The start of the 1-D ``buffer`` as a contiguous tensor of ``shape``."""
+    return buffer[: math.prod(shape)].view(shape)
+
+
+def _gather_tokens(x: Tensor, idx: Tensor, buffer: Tensor | None = None) -> Tensor:
+    """``x[b, idx[b, n, o]]`` → (B, n, O, D) for x (B, M, D) and idx (B or 1, n, O).
+
+    With ``buffer`` (1-D, large enough), the result is written into its start.
+    """
+    batch, d = x.shape[0], x.shape[-1]
     flat = idx.expand(batch, -1, -1).flatten(1)
-    return x.gather(1, flat[..., None].expand(-1, -1, x.shape[-1])).view(
-        batch, *idx.shape[1:], x.shape[-1]
+    out = None if buffer is None else _view(buffer, batch, flat.shape[1], d)
+    return torch.gather(x, 1, flat[..., None].expand(-1, -1, d), out=out).view(
+        batch, *idx.shape[1:], d
     )
 
 
@@ -222,6 +235,96 @@ def _chunk_candidates(
     valid = _candidate_mask(idx, mask, exclude_self, offset, q.shape[0])
     w = _relax(scores, k, t[..., None], valid)  # (B, n, k, O)
     return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
+
+
+def _aggregate_candidates(
+    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, idx: Tensor, k: int, step: int,
+    mask: Tensor | None, exclude_self: bool,
+) -> Tensor:
+    """:func:`_chunk_candidates` chunk by chunk, into one result and one reused workspace.
+
+    Without it, per-chunk temporaries and long-lived chunk outputs fragment the heap (or the
+    heap is trimmed and grown again each chunk, page-faulting).
+    """
+    b, n, e = query.shape
+    o, f = idx.shape[2], values.shape[2]
+    out = query.new_empty(b, n, k, f)
+    work = query.new_empty(2, b * min(step, n) * o * max(e, f))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        i = idx[:, start:stop]
+        diff = torch.sub(query[:, start:stop, None, :], _gather_tokens(keys, i, work[0]),
+                         out=_view(work[1], b, stop - start, o, e))
+        scores = -diff.square_().sum(-1)
+        valid = _candidate_mask(i, mask, exclude_self, start, b)
+        w = _relax(scores, k, t[:, start:stop, None], valid)  # (B, n, k, O)
+        out[:, start:stop] = torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, i, work[0]))
+    return out
+
+
+class _CandidateAggregate(torch.autograd.Function):
+    """:func:`_aggregate_candidates` with a backward that recomputes each chunk.
+
+    Like checkpointing :func:`_chunk_candidates` per chunk, except that the candidates'
+    gradients are scatter-added into one gradient of the keys and one of the values (autograd
+    would make a zero-filled ``(B, M, D)`` tensor per chunk and gathered tensor) and that the
+    large temporaries live in one workspace: memory stays the output, the gradients and one
+    chunk's working set (peak RSS was ~14× the output in forward + backward).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, query: Tensor, keys: Tensor, values: Tensor, t: Tensor, idx: Tensor,
+        k: int, step: int, mask: Tensor | None, exclude_self: bool,
+    ) -> Tensor:
+        ctx.save_for_backward(query, keys, values, t, idx, mask)
+        ctx.k, ctx.step, ctx.exclude_self = k, step, exclude_self
+        return _aggregate_candidates(query, keys, values, t, idx, k, step, mask, exclude_self)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        query, keys, values, t, idx, mask = ctx.saved_tensors
+        need_q, need_k, need_v, need_t = ctx.needs_input_grad[:4]
+        need_w = need_q or need_k or need_t
+        b, n, e = query.shape
+        o, f, step = idx.shape[2], values.shape[2], ctx.step
+        gq = torch.zeros_like(query) if need_q else None
+        gk = torch.zeros_like(keys) if need_k else None
+        gv = torch.zeros_like(values) if need_v else None
+        gt = t.new_zeros(t.shape) if need_t else None
+        work = query.new_empty(2, b * min(step, n) * o * max(e, f))
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            i = idx[:, start:stop]
+            flat = i.expand(b, -1, -1).flatten(1)[..., None]
+            diff = torch.sub(query[:, start:stop, None, :], _gather_tokens(keys, i, work[0]),
+                             out=_view(work[1], b, stop - start, o, e))
+            scores = -torch.square(diff, out=_view(work[0], *diff.shape)).sum(-1)
+            scores.requires_grad_(need_q or need_k)
+            tc = t[:, start:stop, None].detach().requires_grad_(need_t)
+            valid = _candidate_mask(i, mask, ctx.exclude_self, start, b)
+            with torch.enable_grad():
+                w = _relax(scores, ctx.k, tc, valid)
+            cand_values = _gather_tokens(values, i, work[0])
+            go = grad[:, start:stop]
+            gw = torch.matmul(go, cand_values.transpose(-1, -2)) if need_w else None
+            if gv is not None:
+                gcv = torch.matmul(w.detach().transpose(-1, -2), go,
+                                   out=_view(work[0], *cand_values.shape))
+                gv.scatter_add_(1, flat.expand(-1, -1, f), gcv.flatten(1, 2))
+            if not need_w:
+                continue
+            grads = torch.autograd.grad(w, [x for x in (scores, tc) if x.requires_grad], gw)
+            if gt is not None:
+                gt[:, start:stop] = grads[-1][..., 0]
+            if need_q or need_k:
+                gd = diff.mul_(grads[0][..., None] * -2.0)  # gradient w.r.t. q − key
+                if gq is not None:
+                    gq[:, start:stop] = gd.sum(2)
+                if gk is not None:
+                    gk.scatter_add_(1, flat.expand(-1, -1, e), gd.flatten(1, 2).neg_())
+        return gq, gk, gv, gt, None, None, None, None, None
 
 
 def knn_aggregate(
@@ -290,6 +393,14 @@ def knn_aggregate(
         x.requires_grad for x in (query, keys, values, t)
     )
 
+    if candidates is not None and step < n:
+        args = (query, keys, values, t, candidates, k, step, mask, exclude_self)
+        with torch.autocast(query.device.type, enabled=False):
+            if needs_grad:
+                out = _CandidateAggregate.apply(*args)
+            else:
+                out = _aggregate_candidates(*args)
+        return out.to(out_dtype)
     outputs = []
     # Without autograd the chunks are written into one preallocated result: many small
     # long-lived chunk outputs between the large per-chunk temporaries fragment the heap.

@@ -122,6 +122,29 @@ class TestChunking:
         for a, b in zip(*grads):
             torch.testing.assert_close(a, b)
 
+    @pytest.mark.parametrize("needs", ["qkvt", "v", "kt", "q"])
+    def test_chunked_candidates_gradients_of_some_inputs(self, needs):
+        # The chunked candidates path has its own backward; per-batch candidates, separate
+        # query/keys/values and gradients of only some inputs against the unchunked path.
+        g = torch.Generator().manual_seed(5)
+        q = torch.randn(2, 30, 4, generator=g, dtype=torch.float64)
+        keys = torch.randn(2, 30, 4, generator=g, dtype=torch.float64)
+        v = torch.randn(2, 30, 6, generator=g, dtype=torch.float64)
+        t = torch.rand(2, 30, generator=g, dtype=torch.float64) + 0.2
+        inputs = dict(zip("qkvt", (q, keys, v, t)))
+        wanted = [inputs[name].requires_grad_() for name in needs]
+        cands = torch.cat([window_candidates(30, 3), window_candidates(30, 3, torch.tensor([25]))])
+        mask = torch.rand(2, 30, generator=g) < 0.9
+        results = []
+        for chunk in (None, 4):
+            out = knn_aggregate(q, keys, v, 3, t, candidates=cands, mask=mask, chunk_size=chunk)
+            results.append((out, *torch.autograd.grad(out.square().sum(), wanted)))
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        with torch.no_grad():
+            plain = knn_aggregate(q, keys, v, 3, t, candidates=cands, mask=mask, chunk_size=4)
+        assert torch.equal(plain, results[1][0])
+
 
 class TestGradcheck:
     def test_global_with_mask(self):
