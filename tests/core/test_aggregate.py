@@ -23,9 +23,12 @@ def brute_force(query, keys, values, k, t, candidates=None, mask=None, exclude_s
             cands = [c for c in cands if (mask is None or mask[bi, c]) and not (exclude_self and c == qi)]
             a = torch.stack([-((query[bi, qi] - keys[bi, c]) ** 2).sum() for c in cands]).double()
             for j in range(k):
-                w = torch.softmax(a / t[bi, qi], 0)
+                z = a / t[bi, qi]
+                w = torch.softmax(z, 0)
                 out[bi, qi, j] = sum(w[i] * values[bi, c].double() for i, c in enumerate(cands))
-                a = a + torch.log1p(-w)
+                # log(1 − wᵢ) = log Σ_{l≠i} w_l: log1p(−wᵢ) would lose digits as wᵢ → 1.
+                others = [torch.cat([z[:i], z[i + 1:]]).logsumexp(0) for i in range(len(cands))]
+                a = a + torch.stack(others) - z.logsumexp(0)
     return out
 
 
