@@ -58,7 +58,7 @@ def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
         group = f"{suite} N={n}"
         base = {"n": n, "device": device}
         jobs.append(Job(suite, "hard kNN", "sets_hard", base, group, n, baseline=True))
-        if device == "cpu":
+        if device == "cpu" and n <= 16384:
             jobs.append(Job(suite, "floor: distance + k weighted-sum matmuls only",
                             "sets_floor", base, group, n))
             jobs.append(Job(suite, "floor: the matmuls + one exp per candidate and round",
