@@ -43,7 +43,11 @@ def plot_all(payload: dict[str, Any], folder: Path) -> list[Path]:
                                  (axes[1], mem, "peak memory of the call (MiB)")):
             for label, points in data.items():
                 xs, ys = zip(*points)
-                style = {"color": "k", "lw": 2.5} if label.startswith("hard") else {}
+                style: dict[str, Any] = {}
+                if label.startswith("hard"):
+                    style = {"color": "k", "lw": 2.5}
+                elif label.startswith("floor"):
+                    style = {"ls": "--", "alpha": 0.6}
                 ax.plot(xs, [max(y, 1e-3) for y in ys], "o-", label=label, **style)
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -51,7 +55,7 @@ def plot_all(payload: dict[str, Any], folder: Path) -> list[Path]:
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"{suite}: E = F = 64, k = 7 (hard kNN in black)")
+        fig.suptitle(f"{suite}: E = F = 64, k = 7 (hard kNN in black, floors dashed)")
         written.append(_save(fig, folder / f"bench_{suite}.png"))
         plt.close(fig)
     return written

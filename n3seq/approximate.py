@@ -36,9 +36,14 @@ from n3seq._checks import (
     compute_dtype,
 )
 from n3seq._fused import fused_continuous_knn
-from n3seq.aggregate import CHUNK_ELEMENTS, _validate, knn_aggregate
+from n3seq.aggregate import _validate, knn_aggregate
 
 Backend = Literal["torch", "faiss"]
+
+#: Scores per chunk of the hard search (16 MiB in float32). Larger than the exact path's chunks:
+#: a top-k needs no per-round passes to keep in cache, and the (queries × E) @ (E × M) product
+#: runs about 2× faster with 128 than with 32 query rows at M = 32k.
+SEARCH_ELEMENTS = 1 << 22
 
 
 def _check_inputs(
@@ -93,7 +98,7 @@ def _preselect_torch(
     chunk_size: int | None,
 ) -> Tensor:
     b, n, _ = query.shape
-    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    step = chunk_size or max(1, SEARCH_ELEMENTS // (b * keys.shape[1]))
     norms = keys.square().sum(-1)
     out = []
     for start in range(0, n, step):
@@ -263,15 +268,19 @@ def _approx_inference(
     t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
                        device=query.device).expand(b, n)
     query, keys, vals = query.to(dtype), keys.to(dtype), values.to(dtype)
-    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    step = chunk_size or max(1, SEARCH_ELEMENTS // (b * keys.shape[1]))
     norms = keys.square().sum(-1)
+    flat_vals = vals.reshape(-1, vals.shape[-1])
+    offsets = torch.arange(b, device=vals.device)[:, None, None] * keys.shape[1]
     out = []
     for start in range(0, n, step):
         top = _chunk_scores(query[:, start:start + step], keys, norms, start, mask,
                             exclude_self).topk(num, dim=-1)
         w = fused_continuous_knn(top.values, k, t[:, start:start + step, None])
-        idx = top.indices.flatten(1)[..., None].expand(-1, -1, vals.shape[-1])
-        near = vals.gather(1, idx).view(b, -1, num, vals.shape[-1])
+        # Rows of the flattened (B·M, F) values: a row copy per index, much faster on CPU
+        # than gather with an index expanded over F.
+        rows = (top.indices + offsets).flatten()
+        near = flat_vals.index_select(0, rows).view(b, -1, num, vals.shape[-1])
         out.append(torch.einsum("bnkl,bnlf->bnkf", w, near))
     return torch.cat(out, dim=1).to(values.dtype)
 
@@ -320,7 +329,7 @@ def tail_bound(
     query, keys = query.to(dtype), keys.to(dtype)
     t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
                        device=query.device).expand(b, n)
-    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * keys.shape[1]))
+    step = chunk_size or max(1, SEARCH_ELEMENTS // (b * keys.shape[1]))
     norms = keys.square().sum(-1)
     num = num_candidates
     rounds = torch.arange(k, dtype=dtype, device=query.device)
