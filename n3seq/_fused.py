@@ -88,18 +88,19 @@ def _rounds(
         u_a = torch.where(w_a > 0.5, so.log() - s.log(), torch.log1p(-w_a))
         small = so < so_min
         if bool(small.any()):
-            u_a, rows, q = _exact_small_rows(lg, a, s, u_a, small)
+            u_a, rows, q = _exact_small_rows(lg, a, s, u_a, small, need_q=keep_u)
             so = so.reshape(-1).index_fill(0, rows, 0.0).view_as(so)
             s_other[..., j] = so[..., 0]
-            fallback[j] = (rows, q)
+            if q is not None:  # only the backward needs it
+                fallback[j] = (rows, q)
         u.scatter_(-1, a, u_a)
         lg.addcdiv_(u, t)
     return weights, us, argmax, s_other, fallback
 
 
 def _exact_small_rows(
-    lg: Tensor, a: Tensor, s: Tensor, u_a: Tensor, small: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+    lg: Tensor, a: Tensor, s: Tensor, u_a: Tensor, small: Tensor, need_q: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Exact ``u_a = logsumexp(L_others) − log S`` on the rows where ``S_o`` is tiny.
 
     There the floored ``exp`` arguments (each contributing up to ``e^floor``) could be a
@@ -112,7 +113,7 @@ def _exact_small_rows(
     sub = lg.reshape(-1, width).index_select(0, rows)
     sub.scatter_(-1, a.reshape(-1, 1).index_select(0, rows), float("-inf"))
     lse = torch.logsumexp(sub, dim=-1, keepdim=True)
-    q = torch.exp(sub - lse).nan_to_num_(0.0)
+    q = torch.exp(sub - lse).nan_to_num_(0.0) if need_q else None
     u_flat = u_a.reshape(-1).clone()
     u_flat[rows] = lse[:, 0] - s.reshape(-1)[rows].log()
     return u_flat.view_as(u_a), rows, q
