@@ -43,18 +43,20 @@ def plot_all(payload: dict[str, Any], folder: Path) -> list[Path]:
                                  (axes[1], mem, "peak memory of the call (MiB)")):
             for label, points in data.items():
                 xs, ys = zip(*points)
-                style: dict[str, Any] = {}
+                style: dict[str, Any] = {"marker": "o", "ls": "-"}
                 if label.startswith("hard"):
-                    style = {"color": "k", "lw": 2.5}
+                    style.update(color="k", lw=2.5)
                 elif label.startswith("floor"):
-                    style = {"ls": "--", "alpha": 0.6}
-                ax.plot(xs, [max(y, 1e-3) for y in ys], "o-", label=label, **style)
+                    style.update(ls="--", alpha=0.6)
+                ax.plot(xs, [max(y, 1e-3) for y in ys], label=label, **style)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(True, which="both", alpha=0.3)
-        axes[0].legend(fontsize=7)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+                   fontsize=8, frameon=False)
         fig.suptitle(f"{suite}: E = F = 64, k = 7 (hard kNN in black, floors dashed)")
         written.append(_save(fig, folder / f"bench_{suite}.png"))
         plt.close(fig)
