@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from benchmarks.cases import CASES
 from benchmarks.measure import peak_memory
@@ -69,9 +70,29 @@ def test_every_case_builds_at_tiny_size():
         "sets_approx": {"n": 40, "e": 4, "f": 4, "k": 2, "num_candidates": 8},
         "windows_hard": {"n": 30, "radius": 2, "e": 4, "f": 4, "k": 2},
         "windows_n3": {"n": 30, "radius": 2, "e": 4, "f": 4, "k": 2, "grad": True},
+        "sets_floor": {"n": 16, "e": 4, "f": 4, "k": 2, "exps": True},
     }
     for name, params in tiny.items():
         CASES[name](**params)()
+
+
+def test_image_and_train_cases_build_in_both_memory_formats():
+    pytest.importorskip("n3seq_image")
+    for cl in (False, True):
+        CASES["image_n3net"](80, 80, channels_last=cl)()
+        CASES["image_n3net"](80, 80, without_n3=True, block_cnns=True, channels_last=cl)()
+        CASES["train_step"]("n3net-cnns", batch=1, size=80, channels_last=cl)()
+
+
+def test_floor_network_has_the_n3net_output_shape():
+    pytest.importorskip("n3seq_image")
+    from benchmarks.cases import WithoutN3, _n3net
+
+    net = _n3net(depth=2, features=4, embed_features=4).eval()
+    x = torch.rand(1, 1, 80, 80)
+    with torch.no_grad():
+        for floor in (WithoutN3(net), WithoutN3(net, block_cnns=True)):
+            assert floor(x).shape == net(x).shape
 
 
 def test_bad_suite_name():
