@@ -67,6 +67,30 @@ def test_underflowed_other_weights():
         torch.testing.assert_close(a, b)
 
 
+def test_underflowed_rows_in_float32_match_float64():
+    # Row 0: the others are >= 100 below the max, so S_o underflows in float32 and round 2
+    # comes from the fallback's logsumexp, whose own far-negative terms (-300) are floored;
+    # one of its candidates is masked. Row 2 never underflows.
+    row = torch.tensor([0.0, -100.0, -100.5, -101.0] + [-300.0] * 60 + [-120.0] * 4)
+    scores = torch.stack([row, row.roll(3), torch.linspace(0.0, -5.0, 68)])
+    mask = torch.ones(scores.shape, dtype=torch.bool)
+    mask[0, 5] = False
+    t = torch.tensor([[1.0], [0.5], [1.0]])
+    probe = torch.randn(3, 3, 68, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    results = []
+    for fn, dtype in ((fused_continuous_knn, torch.float32),
+                      (continuous_knn_unchecked, torch.float64)):
+        sc = scores.to(dtype).requires_grad_()
+        tt = t.to(dtype).requires_grad_()
+        w = fn(sc, 3, tt, mask)
+        results.append((w, *torch.autograd.grad((w * probe.to(dtype)).sum(), [sc, tt])))
+    # The temperature gradient sums g·s/t² with |s|/t up to 600: float32 cancellation
+    # (the straightforward float32 path is off by twice as much).
+    for a, b, tol in zip(*results, (1e-6, 1e-6, 1e-4), strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b.float(), rtol=1e-5, atol=tol)
+
+
 def test_gradcheck():
     scores, t, mask = _problem(3, shape=(2, 7), masked=True)
     scores.requires_grad_()
