@@ -194,6 +194,8 @@ class WithoutN3(nn.Module):
         self.block_cnns = block_cnns
 
     def forward(self, x: Tensor) -> Tensor:
+        from n3seq_image.memory_format import is_channels_last
+
         net = self.net
         side = x.new_zeros(())
         for i, stage in enumerate(net.stages):
@@ -203,7 +205,7 @@ class WithoutN3(nn.Module):
                     block = net.n3blocks[i]
                     # Summed into the output with weight 0, so training runs their backward.
                     side = side + block.embedding(x).mean() + block.temperature_net(x).mean()
-                cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+                cl = is_channels_last(x)
                 x = x.repeat(1, net.k + 1, 1, 1)
                 if cl:  # as N3Block2d does: the next stage gets the format it ran in
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from n3seq import continuous_knn
 from n3seq_image.fast2d import aggregate_tiled, supports_fast
+from n3seq_image.memory_format import is_channels_last
 from n3seq_image.patches import extract_patches, fold_patches, patch_grid
 from n3seq_image.windows import window_candidates_2d
 
@@ -349,8 +350,7 @@ class N3Block2d(nn.Module):
         out = n3_output_2d(x, self.neighbours(x), self.differences)
         # Keep a channels-last network channels-last: on CPU its convolutions are up to 2×
         # faster, and a plain NCHW output here would make the next stage reorder its input.
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-                and not x.is_contiguous():
+        if is_channels_last(x):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 

@@ -21,3 +21,13 @@ def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
     if torch.device(device).type == "cpu":
         return torch.channels_last
     return torch.contiguous_format
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out channels-last and not also plainly contiguous.
+
+    A tensor with one channel (or 1×1 images) is both; it says nothing about the format a
+    network runs in, so it counts as not channels-last.
+    """
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous()

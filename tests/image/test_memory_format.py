@@ -8,6 +8,7 @@ import torch
 
 from n3seq_image import N3Block2d, N3Net, preferred_memory_format
 from n3seq_image.denoise import denoise_tensor
+from n3seq_image.memory_format import is_channels_last
 
 CL = torch.channels_last
 
@@ -21,6 +22,15 @@ def test_preferred_memory_format_by_device():
     assert preferred_memory_format(torch.device("cpu")) is CL
     assert preferred_memory_format("cuda") is torch.contiguous_format
     assert preferred_memory_format("meta") is torch.contiguous_format
+
+
+def test_is_channels_last():
+    x = torch.rand(2, 3, 5, 6)
+    assert not is_channels_last(x)
+    assert is_channels_last(x.contiguous(memory_format=CL))
+    # One channel: both layouts at once, so it tells nothing about the network's format.
+    assert not is_channels_last(torch.rand(2, 1, 5, 6).contiguous(memory_format=CL))
+    assert not is_channels_last(torch.rand(3, 5, 6))
 
 
 @pytest.mark.parametrize("backend", ["fast", "reference"])
