@@ -25,6 +25,7 @@ chunk rows so that this stays small.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,16 +35,22 @@ Fallback = list[tuple[Tensor, Tensor] | None]
 
 
 def _rounds(
-    logits: Tensor, k: int, t: Tensor, keep_u: bool
-) -> tuple[Tensor, Tensor | None, Tensor, Tensor, Fallback]:
+    logits: Tensor, k: int, t: Tensor, keep_u: bool,
+    consume: Callable[[int, Tensor], None] | None = None,
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor, Fallback]:
     """Runs the k rounds in place on ``logits`` (``scores / t``, −inf = excluded).
 
     Returns the weights ``(..., k, O)``, the ``u`` matrices (rounds 1 … k − 1, when
     ``keep_u``), the argmax indices ``(..., k)``, ``S_o`` ``(..., k)`` (0 on rows computed
     exactly) and, per round, those rows with the softmax of their other logits (or None).
+    With ``consume``, the weights are not kept: ``consume(j, w)`` gets round j's weights
+    ``(..., O)`` in a buffer the next round overwrites, and None is returned in their place.
     """
     shape = logits.shape
-    weights = logits.new_empty(*shape[:-1], k, shape[-1])
+    if consume is None:
+        weights = logits.new_empty(*shape[:-1], k, shape[-1])
+    else:
+        weights, buffer = None, torch.empty_like(logits)
     us = logits.new_empty(*shape[:-1], max(k - 1, 1), shape[-1]) if keep_u else None
     argmax = torch.empty(*shape[:-1], k, dtype=torch.long, device=logits.device)
     s_other = logits.new_empty(*shape[:-1], k)
@@ -65,7 +72,7 @@ def _rounds(
     for j in range(k):
         top, a = lg.max(dim=-1, keepdim=True)
         lg.sub_(top)
-        w = weights[..., j, :]
+        w = buffer if weights is None else weights[..., j, :]
         if floors is None:
             torch.clamp(lg, min=floor, out=w)
         else:
@@ -81,6 +88,8 @@ def _rounds(
         w.scatter_(-1, a, w_a)
         argmax[..., j] = a[..., 0]
         s_other[..., j] = so[..., 0]
+        if consume is not None:
+            consume(j, w)
         if j + 1 == k:
             break
         u = us[..., j, :] if us is not None else scratch
@@ -216,3 +225,34 @@ def fused_continuous_knn(
             logits = scores / t if mask is None else torch.where(mask, scores / t, -torch.inf)
             return _rounds(logits, k, t, keep_u=False)[0]
     return _FusedContinuousKNN.apply(scores, k, t, mask)
+
+
+@torch.no_grad()
+def fused_knn_sums(
+    scores: Tensor, k: int, temperature: Tensor, values: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """The k weighted sums of ``values`` under the relaxation's weights, without autograd.
+
+    Equals ``fused_continuous_knn(scores, k, t, mask) @ values`` (round by round, bitwise)
+    but never holds the k weight matrices: each round's weights are multiplied into the
+    output while still in cache, and one buffer serves every round.
+
+    Args:
+        scores: ``(B, n, O)`` floating scores.
+        k: rounds.
+        temperature: positive tensor broadcastable to ``scores[..., :1]``.
+        values: ``(B, O, F)``.
+        mask: optional bool ``(B, n, O)``, ``True`` = valid.
+
+    Returns:
+        ``(B, n, k, F)``.
+    """
+    t = temperature.expand(*scores.shape[:-1], 1) if temperature.dim() else temperature
+    logits = scores / t if mask is None else torch.where(mask, scores / t, -torch.inf)
+    out = values.new_empty(*scores.shape[:-1], k, values.shape[-1])
+
+    def consume(j: int, w: Tensor) -> None:
+        out[..., j, :] = torch.matmul(w, values)
+
+    _rounds(logits, k, t, keep_u=False, consume=consume)
+    return out

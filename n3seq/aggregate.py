@@ -27,7 +27,7 @@ from n3seq._checks import (
     check_rank,
     compute_dtype,
 )
-from n3seq._fused import fused_continuous_knn
+from n3seq._fused import fused_continuous_knn, fused_knn_sums
 from n3seq.relaxation import continuous_knn_unchecked
 
 #: Elements of one chunk's (queries × candidates) score matrix; about 4 MiB in float32, so that
@@ -222,6 +222,10 @@ def _chunk_global(
         valid = not_self if valid is None else valid & not_self
     if valid is not None:
         valid = valid.expand_as(scores)
+    needs_grad = torch.is_grad_enabled() and any(
+        x.requires_grad for x in (scores, values, t))
+    if _USE_FUSED and not needs_grad:
+        return fused_knn_sums(scores, k, t[..., None], values, valid)
     w = _relax(scores, k, t[..., None], valid)  # (B, n, k, M)
     return torch.matmul(w.flatten(1, 2), values).unflatten(1, (q.shape[1], k))
 

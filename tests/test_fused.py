@@ -5,7 +5,7 @@ import torch
 
 import n3seq.aggregate as aggregate
 from n3seq import knn_aggregate, window_candidates
-from n3seq._fused import fused_continuous_knn
+from n3seq._fused import fused_continuous_knn, fused_knn_sums
 from n3seq.relaxation import continuous_knn_unchecked
 
 
@@ -89,6 +89,16 @@ def test_underflowed_rows_in_float32_match_float64():
     for a, b, tol in zip(*results, (1e-6, 1e-6, 1e-4), strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b.float(), rtol=1e-5, atol=tol)
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1.0, 30.0])
+@pytest.mark.parametrize(("per_row", "masked"), [(False, False), (True, True)])
+def test_sums_equal_weights_times_values(temperature, per_row, masked):
+    scores, t, mask = _problem(11, temperature=temperature, per_row=per_row, masked=masked)
+    values = torch.randn(3, 12, 4, generator=torch.Generator().manual_seed(2),
+                         dtype=torch.float64)
+    expected = fused_continuous_knn(scores, 4, t, mask) @ values[:, None]
+    torch.testing.assert_close(fused_knn_sums(scores, 4, t, values, mask), expected)
 
 
 def test_gradcheck():
