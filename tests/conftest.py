@@ -10,6 +10,21 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
+def one_thread():
+    """Runs a test on one intra-op thread, then restores the setting.
+
+    For tests whose tensors are tiny: a second OpenMP thread saves nothing, and on a loaded
+    machine every parallel region waits for a descheduled thread (a 4 s training test took
+    160 s with two threads at load 14). ``tests/sets`` and ``tests/timeseries`` use it for all
+    their tests.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """Path of ../shared/data; skips the test when the folder is absent."""
     if not SHARED_DATA.is_dir():
