@@ -1,0 +1,123 @@
+"""scripts/render_docs_tables.py: tables between markers, rendered from result JSON."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from n3seq._provenance import run_metadata, write_results_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_renderer():
+    spec = importlib.util.spec_from_file_location("render_docs_tables",
+                                                  ROOT / "scripts" / "render_docs_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rdt = _load_renderer()
+
+META = {"commit": "abc1234567", "dirty": [], "machine": "Test CPU, 2 cores", "torch": "2.0",
+        "threads": 1, "date": "2025-01-02 03:04:05 +0000"}
+ROWS = [{"method": "with N³", "seed": 0, "f1": 0.96123, "sd": 0.0024, "params": 49442},
+        {"method": "without N³", "seed": 0, "f1": 0.95, "sd": 0.001, "params": 49057},
+        {"method": "with N³", "seed": 1, "f1": 0.5, "sd": 0.1, "params": 49442}]
+MARKER = ('<!-- table:t src=results/r.json where="seed=0" '
+          'cols="method|params|F1=f1:.3f|F1 ± sd={f1:.2f} ± {sd:.4f}" -->')
+
+
+def _page(tmp_path, body, rows=ROWS, meta=META):
+    (tmp_path / "results").mkdir(exist_ok=True)
+    (tmp_path / "results" / "r.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    page = tmp_path / "page.md"
+    page.write_text(body)
+    return page
+
+
+def test_renders_filtered_rows_formats_alignment_and_stamp(tmp_path):
+    page = _page(tmp_path, f"# Title\n\n{MARKER}\nstale text\n<!-- /table:t -->\n\nafter\n")
+    assert rdt.main([str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith(f"# Title\n\n{MARKER}\n\n| method | params | F1 | F1 ± sd |\n")
+    assert "|---|---:|---:|---:|\n" in text
+    assert "| with N³ | 49442 | 0.961 | 0.96 ± 0.0024 |" in text
+    assert "| without N³ | 49057 | 0.950 | 0.95 ± 0.0010 |" in text
+    assert "0.500" not in text  # seed 1 filtered out
+    assert "stale text" not in text
+    assert ("*Rendered from `results/r.json`: commit `abc1234567`, Test CPU, 2 cores; torch 2.0, "
+            "1 thread(s), 2025-01-02.*\n\n<!-- /table:t -->\n\nafter\n") in text
+
+
+def test_check_fails_on_a_stale_page_and_passes_once_rendered(tmp_path, capsys):
+    page = _page(tmp_path, f"{MARKER}\n| old | table |\n<!-- /table:t -->\n")
+    before = page.read_text()
+    assert rdt.main(["--check", str(page)]) == 1
+    assert page.read_text() == before  # --check changes nothing
+    assert "out of date" in capsys.readouterr().err
+    assert rdt.main([str(page)]) == 0
+    assert rdt.main(["--check", str(page)]) == 0
+    # A changed number in the JSON makes the page stale again.
+    rows = [dict(ROWS[0], f1=0.5), *ROWS[1:]]
+    (tmp_path / "results" / "r.json").write_text(json.dumps({"meta": META, "rows": rows}))
+    assert rdt.main(["--check", str(page)]) == 1
+
+
+def test_dirty_tree_is_named_in_the_stamp(tmp_path):
+    page = _page(tmp_path, f"{MARKER}\n<!-- /table:t -->\n", meta={**META, "dirty": ["a", "b"]})
+    rdt.main([str(page)])
+    assert "commit `abc1234567` with 2 uncommitted file(s)" in page.read_text()
+
+
+@pytest.mark.parametrize(("body", "rows", "meta", "message"), [
+    (f"{MARKER}\n", ROWS, META, "no closing <!-- /table:t -->"),
+    (MARKER.replace("r.json", "missing.json") + "\n<!-- /table:t -->\n", ROWS, META,
+     "does not exist"),
+    (f"{MARKER}\n<!-- /table:t -->\n", ROWS, {"commit": "x"}, "meta lacks ['machine']"),
+    (f"{MARKER}\n<!-- /table:t -->\n", [{"method": "m", "seed": 0}], META, "no field 'params'"),
+    (f"{MARKER}\n<!-- /table:t -->\n", [dict(ROWS[0], f1=float("nan"))], META, "not finite"),
+    (MARKER.replace("seed=0", "seed=7") + "\n<!-- /table:t -->\n", ROWS, META, "no rows"),
+    ("<!-- table:t cols=a -->\n<!-- /table:t -->\n", ROWS, META, "needs src="),
+    ("<!-- table:t src=results/r.json cols=a colour=red -->\n<!-- /table:t -->\n", ROWS, META,
+     "bad marker attribute 'colour=red'"),
+    (f"{MARKER}\n<!-- /table:t -->\n{MARKER}\n<!-- /table:t -->\n", ROWS, META,
+     "second table"),
+])
+def test_bad_markers_and_results_exit_2_naming_the_problem(tmp_path, capsys, body, rows, meta,
+                                                            message):
+    page = _page(tmp_path, body, rows=rows, meta=meta)
+    assert rdt.main([str(page)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "table 't'" in err or "table" in err
+    assert page.read_text() == body
+
+
+def test_pipes_in_values_are_escaped(tmp_path):
+    page = _page(tmp_path, f"{MARKER}\n<!-- /table:t -->\n",
+                 rows=[dict(ROWS[0], method="a|b")])
+    rdt.main([str(page)])
+    assert "| a\\|b | 49442 |" in page.read_text()
+
+
+def test_write_results_json_round_trips_with_commit_and_machine(tmp_path):
+    meta = run_metadata(wall_s=1.234, command=["x", "--y"])
+    assert meta["commit"] != "" and meta["machine"] and meta["command"] == "x --y"
+    assert meta["wall_s"] == 1.2
+    path = write_results_json(tmp_path / "results" / "r.json", ROWS, meta, summary=[1])
+    payload = json.loads(path.read_text())
+    assert payload == {"meta": meta, "rows": ROWS, "summary": [1]}
+    assert not list(path.parent.glob("*.tmp"))
+    with pytest.raises(ValueError, match="missing \\['machine'\\]"):
+        write_results_json(tmp_path / "x.json", ROWS, {"commit": "c"})
+
+
+def test_repository_pages_are_up_to_date_with_their_results():
+    stale = rdt.run(rdt.default_pages(ROOT), check=True)
+    assert stale == [], (f"{[str(p) for p in stale]} differ from their result JSON; run "
+                         "python scripts/render_docs_tables.py")
