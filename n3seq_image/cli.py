@@ -66,7 +66,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, model=args.model, model_config=model_config,
         sigma=args.sigma, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, lr_decay=args.lr_decay, lr_decay_steps=args.lr_decay_steps,
+        lr=args.lr, schedule=args.schedule, warmup_steps=args.warmup_steps,
+        min_lr_ratio=args.min_lr_ratio, lr_decay=args.lr_decay,
+        lr_decay_steps=args.lr_decay_steps, precision=args.precision,
+        quantized_share=args.quantized_share, stop_after=args.stop_after,
         weight_decay=args.weight_decay, seed=args.seed, val_data=args.val_data,
         val_images=args.val_images, val_crop=args.val_crop, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
@@ -136,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=0.1,
                    help="lr factor per --lr-decay-steps (exponential)")
     p.add_argument("--lr-decay-steps", type=positive_int, default=50_000)
+    p.add_argument("--schedule", choices=["cosine", "exponential"], default="cosine",
+                   help="cosine: warm-up then cosine decay over --steps; exponential: "
+                   "--lr-decay per --lr-decay-steps")
+    p.add_argument("--warmup-steps", type=int, default=200,
+                   help="linear warm-up steps of the cosine schedule")
+    p.add_argument("--min-lr-ratio", type=float, default=0.01,
+                   help="final learning rate of the cosine schedule, as a share of --lr")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="auto: bfloat16 autocast for the convolutions where the CPU/GPU "
+                   "supports it natively")
+    p.add_argument("--quantized-share", type=float, default=0.25,
+                   help="share of noisy samples clipped and quantised to 8 bits")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop (checkpointed) at this step, keeping the schedule of --steps")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-data", default=None, help="folder of validation images")

@@ -155,12 +155,16 @@ class RandomCropDataset:
     Sample ``g`` of seed ``s`` is a deterministic function of ``(s, g)``: a random image, a
     random ``crop × crop`` window, one of the 8 flips/90° rotations, and Gaussian noise with σ
     drawn uniformly from ``sigma`` (0–255 scale, applied to ``[0, 1]`` images without clipping).
+    A share ``quantized_share`` of the samples is then clipped to ``[0, 1]`` and rounded to 8
+    bits, as a user's noisy PNG is; the clean target is unchanged.
 
     Args:
         folder: image folder, or a list of ``(H, W)`` float arrays.
         crop: crop size in pixels (every image must be at least this large).
         sigma: fixed σ or ``(low, high)`` range on the 0–255 scale.
         seed: run seed.
+        quantized_share: probability in ``[0, 1]`` that a sample's noisy image is clipped and
+            quantised to 8 bits (0 keeps the streams of runs made before this option).
 
     Example:
         >>> ds = RandomCropDataset([np.zeros((100, 100), np.float32)], crop=80, sigma=25)
@@ -175,7 +179,10 @@ class RandomCropDataset:
         crop: int = 80,
         sigma: float | str | Sequence[float] = 25.0,
         seed: int = 0,
+        quantized_share: float = 0.0,
     ) -> None:
+        if not 0.0 <= quantized_share <= 1.0:
+            raise ValueError(f"quantized_share must lie in [0, 1], got {quantized_share!r}")
         if isinstance(folder, (str, Path)):
             _, images = load_folder(folder)
         else:
@@ -194,6 +201,7 @@ class RandomCropDataset:
         self.crop = crop
         self.sigma = parse_sigma(sigma)
         self.seed = seed
+        self.quantized_share = float(quantized_share)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -212,7 +220,11 @@ class RandomCropDataset:
         clean = np.ascontiguousarray(clean, dtype=np.float32)
         sigma = rng.uniform(*self.sigma) if self.sigma[0] < self.sigma[1] else self.sigma[0]
         noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
-        return clean + noise, clean
+        noisy = clean + noise
+        # Drawn after the noise so that quantized_share = 0 keeps older runs' sample streams.
+        if self.quantized_share > 0 and rng.random() < self.quantized_share:
+            noisy = quantize_8bit(noisy)
+        return noisy, clean
 
     def batch(self, indices: Sequence[int] | range) -> tuple[Tensor, Tensor]:
         """Stacks samples into ``(noisy, clean)`` tensors of shape ``(B, 1, crop, crop)``."""
@@ -243,3 +255,8 @@ def add_noise(image: np.ndarray, sigma: float, seed: int | Sequence[int]) -> np.
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal(image.shape).astype(np.float32) * np.float32(sigma / 255.0)
     return image.astype(np.float32) + noise
+
+
+def quantize_8bit(image: np.ndarray) -> np.ndarray:
+    """Clips a float image to ``[0, 1]`` and rounds it to the 256 levels of an 8-bit file."""
+    return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)

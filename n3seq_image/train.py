@@ -37,6 +37,7 @@ from n3seq_image.checkpoint import (
 from n3seq_image.data import RandomCropDataset, add_noise, load_folder, parse_sigma, shard_indices
 from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.metrics import batch_psnr
+from n3seq_image.precision import autocast, autocast_dtype
 
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "n3net": {},
@@ -57,10 +58,22 @@ class TrainConfig:
         steps: optimisation steps.
         batch_size: global batch (split over DDP ranks).
         crop: training crop size in pixels.
-        lr: initial Adam learning rate.
-        lr_decay: factor the learning rate is multiplied by every ``lr_decay_steps`` steps
-            (smooth exponential decay: ``lr · lr_decay^(step / lr_decay_steps)``).
-        lr_decay_steps: see ``lr_decay``.
+        lr: peak Adam learning rate.
+        schedule: ``"cosine"``: linear warm-up over ``warmup_steps`` from ``lr / 100`` to ``lr``,
+            then a cosine decay to ``lr · min_lr_ratio`` at ``steps`` (the schedule spans the
+            whole run, so a run meant to go on in later sessions keeps ``steps`` fixed and
+            stops with ``max_minutes`` or ``stop_after``); ``"exponential"``:
+            ``lr · lr_decay^(step / lr_decay_steps)`` (the paper's schedule, independent of
+            ``steps``).
+        warmup_steps: see ``schedule``.
+        min_lr_ratio: see ``schedule``.
+        lr_decay: see ``schedule``.
+        lr_decay_steps: see ``schedule``.
+        precision: ``"auto"`` runs the convolutions under bfloat16 autocast where the device
+            supports it natively (see :mod:`n3seq_image.precision`), ``"float32"`` never,
+            ``"bfloat16"`` always. The loss, the N³ matching and the optimiser stay float32.
+        quantized_share: share of training samples whose noisy image is clipped and
+            quantised to 8 bits (see :class:`~n3seq_image.data.RandomCropDataset`).
         weight_decay: L2 weight decay on weights (not on biases and normalisation parameters).
         seed: seeds the model initialisation and the data stream.
         val_data: optional folder of validation images.
@@ -70,6 +83,9 @@ class TrainConfig:
         checkpoint_every: checkpoint interval in steps.
         keep_checkpoints: how many recent checkpoints to keep (0 = all).
         max_minutes: stop (after checkpointing) when this wall time is exceeded; 0 = no limit.
+        stop_after: stop (after checkpointing) once this step is reached; 0 = run to ``steps``.
+            Unlike a smaller ``steps`` it leaves the learning-rate schedule as it is, so a run
+            split into pieces with ``--resume`` equals the run in one piece.
         threads: torch intra-op threads (0 = leave as is).
         init: ``"zero-tail"`` zeroes the last convolution of every DnCNN stage, so a residual
             network starts as the identity (output = noisy input) instead of a large random
@@ -88,8 +104,13 @@ class TrainConfig:
     batch_size: int = 32
     crop: int = 80
     lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.01
     lr_decay: float = 0.1
     lr_decay_steps: int = 50_000
+    precision: str = "auto"
+    quantized_share: float = 0.25
     weight_decay: float = 1e-4
     seed: int = 0
     val_data: str | None = None
@@ -99,6 +120,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     max_minutes: float = 0.0
+    stop_after: int = 0
     threads: int = 0
     init: str = "zero-tail"
     sync_bn: bool = False
@@ -115,6 +137,17 @@ class TrainConfig:
             raise ValueError(f"init must be 'zero-tail' or 'default', got {self.init!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in ("cosine", "exponential"):
+            raise ValueError(
+                f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}"
+            )
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.quantized_share <= 1.0:
+            raise ValueError(f"quantized_share must lie in [0, 1], got {self.quantized_share}")
+        autocast_dtype(self.precision, "cpu")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -149,8 +182,15 @@ def zero_init_tails(model: nn.Module) -> int:
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Exponentially decayed learning rate at ``step`` (independent of the total steps)."""
-    return cfg.lr * cfg.lr_decay ** (step / cfg.lr_decay_steps)
+    """Learning rate of ``step`` (0-based) under ``cfg.schedule`` (see :class:`TrainConfig`)."""
+    if cfg.schedule == "exponential":
+        return cfg.lr * cfg.lr_decay ** (step / cfg.lr_decay_steps)
+    warmup = min(cfg.warmup_steps, cfg.steps)
+    if step < warmup:
+        return cfg.lr * (0.01 + 0.99 * step / warmup)
+    progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
+    low = cfg.lr * cfg.min_lr_ratio
+    return low + (cfg.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -231,7 +271,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg: run configuration.
         resume: continue from the newest checkpoint in ``cfg.out`` (its stored configuration
             must match ``cfg`` except for ``out`` (a run folder may be moved), ``steps``,
-            ``max_minutes``, ``threads``, ``progress`` and ``keep_checkpoints``).
+            ``max_minutes``, ``stop_after``, ``threads``, ``progress``, ``keep_checkpoints``
+            and ``precision``).
 
     Returns:
         ``{"step", "loss", "val_psnr", "elapsed_s", "weights"}``.
@@ -262,7 +303,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             raise FileNotFoundError(f"--resume: no checkpoint found in {run_dir}")
         doc = load_checkpoint(ckpt, model, optimizer)
         saved = doc["state"].get("config", {})
-        volatile = {"out", "steps", "max_minutes", "threads", "progress", "keep_checkpoints"}
+        volatile = {
+            "out", "steps", "max_minutes", "stop_after", "threads", "progress",
+            "keep_checkpoints", "precision",
+        }
         diff = {
             k: (saved.get(k), v)
             for k, v in asdict(cfg).items()
@@ -281,7 +325,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
 
-    dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed)
+    dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed,
+                                quantized_share=cfg.quantized_share)
     val = load_validation(cfg) if info.main else None
     sigma_val = float(np.mean(parse_sigma(cfg.sigma)))
 
@@ -311,7 +356,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
         noisy, clean = dataset.batch(indices)
         noisy, clean = noisy.to(device), clean.to(device)
-        loss = nn.functional.mse_loss(net(noisy), clean)
+        with autocast(cfg.precision, device):
+            output = net(noisy)
+        loss = nn.functional.mse_loss(output.float(), clean)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -330,7 +377,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             })
             running, count = 0.0, 0
         bar.set_postfix(loss=f"{value:.2e}", val_psnr=f"{last_val:.2f}" if last_val else "-")
-        stop = cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes
+        stop = (cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes) or (
+            0 < cfg.stop_after <= step
+        )
         if info.enabled:
             flag = torch.tensor([float(stop)], device=device)
             dist.all_reduce(flag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 
@@ -82,6 +83,24 @@ class TestRandomCrops:
             for v in variants
         )
 
+    def test_quantized_share(self):
+        img = smooth_image(40, 0)
+        plain = RandomCropDataset([img], crop=40, sigma=25, seed=3)
+        mixed = RandomCropDataset([img], crop=40, sigma=25, seed=3, quantized_share=0.5)
+        quantized = 0
+        for i in range(40):
+            (a, clean_a), (b, clean_b) = plain.sample(i), mixed.sample(i)
+            assert np.array_equal(clean_a, clean_b)
+            if np.array_equal(a, b):
+                continue
+            # the same noisy sample, clipped and rounded to 8 bits
+            assert np.array_equal(b, np.round(np.clip(a, 0, 1) * 255) / 255)
+            assert b.min() >= 0 and b.max() <= 1
+            quantized += 1
+        assert 10 <= quantized <= 30
+        with pytest.raises(ValueError, match="quantized_share"):
+            RandomCropDataset([img], crop=40, quantized_share=2.0)
+
     def test_crop_larger_than_image(self):
         with pytest.raises(ValueError, match="crop=80"):
             RandomCropDataset([np.zeros((50, 90), np.float32)], crop=80)
@@ -111,10 +130,32 @@ class TestOptimiser:
         assert bias_ids <= {id(p) for p in no_decay["params"]}
 
     def test_exponential_decay(self):
-        cfg = TrainConfig(data="x", out="y", lr=1e-3, lr_decay=0.1, lr_decay_steps=100)
+        cfg = TrainConfig(data="x", out="y", lr=1e-3, lr_decay=0.1, lr_decay_steps=100,
+                          schedule="exponential")
         assert learning_rate(cfg, 0) == pytest.approx(1e-3)
         assert learning_rate(cfg, 100) == pytest.approx(1e-4)
         assert learning_rate(cfg, 50) == pytest.approx(1e-3 * 0.1**0.5)
+
+    def test_warmup_then_cosine(self):
+        cfg = TrainConfig(data="x", out="y", lr=1e-3, steps=1100, warmup_steps=100,
+                          min_lr_ratio=0.01)
+        assert learning_rate(cfg, 0) == pytest.approx(1e-5)
+        assert learning_rate(cfg, 50) == pytest.approx(1e-5 + 0.99e-3 * 0.5)
+        assert learning_rate(cfg, 100) == pytest.approx(1e-3)
+        # halfway through the decay: the mean of peak and floor
+        assert learning_rate(cfg, 600) == pytest.approx((1e-3 + 1e-5) / 2)
+        assert learning_rate(cfg, 1100) == pytest.approx(1e-5)
+        rates = [learning_rate(cfg, s) for s in range(100, 1101)]
+        assert all(a >= b for a, b in itertools.pairwise(rates))
+
+    @pytest.mark.parametrize("field, value", [
+        ("schedule", "linear"), ("warmup_steps", -1), ("min_lr_ratio", 1.5),
+        ("quantized_share", -0.1), ("precision", "fp16"),
+    ])
+    def test_recipe_fields_are_checked(self, field, value):
+        cfg = TrainConfig(data="x", out="y", **{field: value})
+        with pytest.raises(ValueError, match=field if field != "precision" else "precision"):
+            cfg.validate()
 
 
 class TestAtomicWrites:
@@ -219,12 +260,19 @@ class TestTraining:
         assert (tmp_path / "run" / "model.safetensors").is_file()
         assert (tmp_path / "run" / "log.csv").read_text().startswith("step,lr,loss,val_psnr")
 
-    def test_resume_gives_identical_continuation(self, tmp_path):
-        straight = tiny_config(tmp_path, out=str(tmp_path / "a"), val_every=3)
+    @pytest.mark.parametrize("schedule", ["cosine", "exponential"])
+    def test_resume_gives_identical_continuation(self, tmp_path, schedule):
+        straight = tiny_config(tmp_path, out=str(tmp_path / "a"), val_every=3,
+                               schedule=schedule, warmup_steps=2)
         train(straight)
-        first_half = replace(straight, out=str(tmp_path / "b"), steps=3)
-        train(first_half)
-        train(replace(first_half, steps=6), resume=True)
+        if schedule == "cosine":  # the schedule spans `steps`: stop early instead
+            first_half = replace(straight, out=str(tmp_path / "b"), stop_after=3)
+            assert train(first_half)["step"] == 3
+            train(replace(first_half, stop_after=0), resume=True)
+        else:  # independent of `steps`: a run can be extended
+            first_half = replace(straight, out=str(tmp_path / "b"), steps=3)
+            train(first_half)
+            train(replace(first_half, steps=6), resume=True)
         a = load_model(tmp_path / "a" / "model.safetensors").state_dict()
         b = load_model(tmp_path / "b" / "model.safetensors").state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
