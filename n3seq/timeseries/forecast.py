@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from n3seq._checks import check_floating, check_rank
-from n3seq.timeseries.windows import check_padding_mask
+from n3seq.timeseries.windows import check_finite_where, check_padding_mask
 
 
 def forecast(model: nn.Module, history: Tensor, horizon: int,
@@ -41,10 +41,11 @@ def forecast(model: nn.Module, history: Tensor, horizon: int,
     lengths = (check_padding_mask(mask, (b, t)) if mask is not None
                else torch.full((b,), t, device=history.device))
     steps = torch.arange(t + horizon, device=history.device)[None]
+    real = (steps[:, :t] < lengths[:, None])[..., None]
+    check_finite_where(history, real, "history", "real steps")
     series = torch.cat([history, history.new_zeros(b, horizon, c)], dim=1)
-    if mask is not None:
-        series = series * (steps < lengths[:, None])[..., None]
     observed = (steps < lengths[:, None])[..., None].expand(b, -1, c)
+    series = torch.where(observed, series, torch.zeros_like(series))  # padding never matters
     full_mask = steps < (lengths + horizon)[:, None]
     out = model(series, observed, full_mask if mask is not None else None)
     index = lengths[:, None] + torch.arange(horizon, device=history.device)[None]

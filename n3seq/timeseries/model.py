@@ -14,16 +14,21 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq._checks import check_finite, check_floating, check_rank, tracing
+from n3seq._checks import check_floating, check_rank, tracing
 from n3seq.ablation import DenseResidual, N3Residual
 from n3seq.timeseries.windows import (
     _check_window,
+    check_finite_where,
     check_padding_mask,
     fold_windows,
     num_windows,
     unfold_windows,
     window_mask,
 )
+
+#: Smallest standard deviation a series is normalised by, relative to its largest |value|
+#: (a constant series is not blown up).
+MIN_RELATIVE_STD = 1e-6
 
 
 class LocalStage(nn.Module):
@@ -102,18 +107,20 @@ class SeriesNet(nn.Module):
         if mask is not None:
             check_padding_mask(mask, tuple(x.shape[:2]))
             tok_mask = window_mask(mask, self.window, self.stride)
-            x = x * mask[..., None]
-        if self.use_n3 and not tracing():
+            x = torch.where(mask[..., None], x, torch.zeros_like(x))  # padding never matters
+        check_finite_where(x, torch.ones_like(x, dtype=torch.bool), "x", "real steps")
+        empty = x.shape[0] == 0
+        if self.use_n3 and not empty and not tracing():
             self._check_tokens(length, tok_mask)
         h = self.embed(unfold_windows(x, self.window, self.stride))
         for stage in self.pre:
             h = stage(h, tok_mask)
-        h = self.mid(h, tok_mask)
+        if not empty:  # an empty batch has no neighbours to search: output stays empty
+            h = self.mid(h, tok_mask)
         for stage in self.post:
             h = stage(h, tok_mask)
         y = fold_windows(self.head(torch.relu(h)), length, self.window, self.stride, tok_mask)
         return y if mask is None else y * mask[..., None]
-
 
     def _check_tokens(self, length: int, tok_mask: Tensor | None) -> None:
         block = self.mid.block
@@ -181,15 +188,26 @@ class SeriesModel(nn.Module):
         if mask is not None:
             check_padding_mask(mask, tuple(series.shape[:2]))
             observed = observed & mask[..., None]
+        check_finite_where(series, observed, "series", "observed real steps")
         known = observed.to(series.dtype)
         x = torch.where(observed, series, torch.zeros_like(series))
-        check_finite(x, "series (observed points)")
+        # Statistics in units of the largest observed magnitude (per series and channel), so
+        # that no square overflows or underflows: the model is equivariant to positive scaling.
+        scale = x.detach().abs().amax(1, keepdim=True) if x.shape[1] else x.new_ones(
+            x.shape[0], 1, x.shape[2])
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        x = x / scale
         count = known.sum(1, keepdim=True)
         mean = x.sum(1, keepdim=True) / count.clamp(min=1)
         var = ((x - mean).square() * known).sum(1, keepdim=True) / (count - 1).clamp(min=1)
-        std = var.sqrt().clamp(min=1e-3)
+        std = var.sqrt().clamp(min=MIN_RELATIVE_STD)
         std = torch.where(count > 1, std, torch.ones_like(std))
         z = (x - mean) / std * known
         y = z + self.net(torch.cat([z, known], dim=-1), mask)
-        y = y * std + mean
+        y = (y * std + mean) * scale
+        if not tracing() and not bool(torch.isfinite(y).all()):
+            raise ValueError(
+                f"the restored series overflows {series.dtype} (largest observed |value| "
+                f"{float(scale.max()):.3g}): rescale the series, e.g. divide it by its scale"
+            )
         return y if mask is None else y * mask[..., None]

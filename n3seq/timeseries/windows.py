@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq._checks import check_floating, check_rank
+from n3seq._checks import check_floating, check_rank, tracing
 
 
 def _check_window(window: int, stride: int) -> None:
@@ -179,6 +179,31 @@ def check_padding_mask(mask: Tensor, shape: tuple[int, int], name: str = "mask")
         raise ValueError(f"{name} row {row} is not left-aligned: padding must only follow the "
                          f"real steps (use `observed` for missing values inside a series)")
     return lengths
+
+
+def check_finite_where(x: Tensor, where: Tensor, name: str, what: str) -> None:
+    """Raises if ``x`` has a NaN or ±inf at a point where ``where`` is True.
+
+    Values elsewhere (padding, unobserved points) are ignored: their content never matters.
+
+    Args:
+        x: values.
+        where: bool tensor broadcastable to ``x``: the points whose values are used.
+        name: the argument's name, for the message.
+        what: which points are checked (e.g. ``"real steps"``), for the message.
+
+    Raises:
+        ValueError: naming ``name``, the number of bad values, the first bad index and its
+            value (``nan``, ``inf`` or ``-inf``).
+    """
+    if tracing():
+        return
+    bad = ~torch.isfinite(x) & where
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) at {what} "
+                         f"(first at index {first}, value {float(x[first])}); values at "
+                         f"padded or unobserved points are ignored")
 
 
 class WindowTokens(nn.Module):
