@@ -6,23 +6,28 @@ One has an N³ block over the whole set; the other has a dense residual layer in
 and a token width raised until the parameter counts match. Data: random homographies,
 50–90 % outliers, 1 px noise, 50–120 correspondences per set (padded batches).
 
-Writes ``table.md``, ``results.json`` and ``sets.png`` to ``--out``.
+Writes ``results.json`` (rows per seed, method and outlier bin; mean ± sd over seeds; the
+commit and machine), ``table.md`` and ``sets.png`` to ``--out``. Results go to stdout,
+progress bars and per-network timings to stderr. The tables of docs/sets.md are rendered
+from a copy of ``results.json`` in docs/results/ (``scripts/render_docs_tables.py``).
 
 Usage::
 
     OMP_NUM_THREADS=1 nice -n 10 python examples/sets_experiment.py --out results/sets
+    OMP_NUM_THREADS=1 nice -n 10 python examples/sets_experiment.py --seed 0 1 2 --out results/sets
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from n3seq._provenance import run_metadata, write_results_json
 from n3seq.sets import (
     CorrespondenceNet,
     count_parameters,
@@ -51,17 +56,41 @@ def evaluate(logits: torch.Tensor, data: dict, select: torch.Tensor | None = Non
             "sets": int(select.sum())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/sets"))
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--width", type=int, default=48)
-    parser.add_argument("--k", type=int, default=6)
-    parser.add_argument("--test-sets", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and sample standard deviation over seeds, per method and outlier bin."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["outliers"]), []).append(r)
+    summary = []
+    for (method, outliers), group in groups.items():
+        entry = {"method": method, "outliers": outliers, "seeds": len(group),
+                 "params": group[0]["params"], "sets": group[0]["sets"]}
+        for key in ("precision", "recall", "f1", "mAP"):
+            values = torch.tensor([g[key] for g in group], dtype=torch.float64)
+            entry[f"{key}_mean"] = float(values.mean())
+            entry[f"{key}_sd"] = float(values.std()) if len(group) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("results/sets"),
+                        help="folder for results.json, table.md and sets.png")
+    parser.add_argument("--steps", type=int, default=500, help="training steps per network")
+    parser.add_argument("--batch", type=int, default=16, help="sets per training step")
+    parser.add_argument("--width", type=int, default=48, help="token width of the N³ network")
+    parser.add_argument("--k", type=int, default=6, help="neighbours of the N³ block")
+    parser.add_argument("--test-sets", type=int, default=240, help="fixed test sets")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="one or more seeds (initialisation and training data stream); "
+                             "with several, results.json also holds mean ± sd over them")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-plot", action="store_true", help="skip sets.png (no matplotlib)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -71,43 +100,54 @@ def main() -> None:
                                 **data_kwargs)
     n3_params = count_parameters(build(args.width, True, args.k, 0))
     plain_width = matching_width(n3_params, lambda w: build(w, False, args.k, 0))
-    rows, logits = [], {}
-    for label, width, use_n3 in (("with N³", args.width, True),
-                                 ("without N³", plain_width, False)):
-        model = build(width, use_n3, args.k, args.seed)
-        t0 = time.time()
-        losses = fit_correspondence_net(model, steps=args.steps, batch=args.batch, lr=2e-3,
-                                        seed=args.seed, progress=True, **data_kwargs)
-        train_s = time.time() - t0
-        with torch.no_grad():
-            logits[label] = model(test["x"], test["mask"])
-        ratio = test["outlier_ratio"]
-        for name, lo, hi in BINS:
-            select = (ratio >= lo) & (ratio < hi)
-            rows.append({"method": label, "width": width, "params": count_parameters(model),
-                         "outliers": name, **evaluate(logits[label], test, select),
-                         "train_s": round(train_s, 1),
-                         "final_train_loss": sum(losses[-20:]) / 20})
-            print(rows[-1])
-    write_table(rows, args, time.time() - started)
-    plot(test, logits, args.out / "sets.png")
-    print(f"done in {time.time() - started:.0f} s -> {args.out}")
+    rows, first_logits = [], {}
+    for seed in args.seed:
+        for label, width, use_n3 in (("with N³", args.width, True),
+                                     ("without N³", plain_width, False)):
+            model = build(width, use_n3, args.k, seed)
+            t0 = time.time()
+            losses = fit_correspondence_net(model, steps=args.steps, batch=args.batch, lr=2e-3,
+                                            seed=seed, progress=not args.no_progress,
+                                            **data_kwargs)
+            train_s = time.time() - t0
+            with torch.no_grad():
+                logits = model(test["x"], test["mask"])
+            if seed == args.seed[0]:
+                first_logits[label] = logits
+            ratio = test["outlier_ratio"]
+            for name, lo, hi in BINS:
+                select = (ratio >= lo) & (ratio < hi)
+                if not select.any():  # tiny test sets can leave a bin empty
+                    continue
+                rows.append({"method": label, "seed": seed, "width": width,
+                             "params": count_parameters(model), "outliers": name,
+                             **evaluate(logits, test, select), "train_s": round(train_s, 1),
+                             "final_train_loss": sum(losses[-20:]) / len(losses[-20:])})
+            print(f"seed {seed}, {label}: trained in {train_s:.0f} s", file=sys.stderr)
+    elapsed = time.time() - started
+    settings = {"steps": args.steps, "batch": args.batch, "width": args.width, "k": args.k,
+                "test_sets": args.test_sets, "seeds": args.seed, "threads": args.threads}
+    write_results_json(args.out / "results.json", rows, run_metadata(elapsed),
+                       summary=summarise(rows), settings=settings)
+    table = markdown_table(rows)
+    tmp = args.out / "table.md.tmp"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, args.out / "table.md")
+    if not args.no_plot:
+        plot(test, first_logits, args.out / "sets.png")
+    print(table)
+    print(f"done in {elapsed:.0f} s -> {args.out}")
 
 
-def write_table(rows: list[dict], args, elapsed: float) -> None:
-    lines = ["| method | params | outliers | sets | precision | recall | F1 | mAP |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+def markdown_table(rows: list[dict]) -> str:
+    """The per-seed results as a markdown table (the docs render theirs from results.json)."""
+    lines = ["| method | seed | params | outliers | sets | precision | recall | F1 | mAP |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['params']} | {r['outliers']} | {r['sets']} | "
-                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                     f"{r['mAP']:.3f} |")
-    lines += ["", f"steps={args.steps}, batch={args.batch}, k={args.k}, seed={args.seed}, "
-                  f"threads={args.threads}, total {elapsed:.0f} s"]
-    for path, text in ((args.out / "table.md", "\n".join(lines) + "\n"),
-                       (args.out / "results.json", json.dumps(rows, indent=1))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        lines.append(f"| {r['method']} | {r['seed']} | {r['params']} | {r['outliers']} | "
+                     f"{r['sets']} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                     f"{r['f1']:.3f} | {r['mAP']:.3f} |")
+    return "\n".join(lines)
 
 
 def plot(test: dict, logits: dict, path: Path) -> None:

@@ -31,7 +31,7 @@ def _git(*args: str) -> str | None:
                               timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout.rstrip("\n") if done.returncode == 0 else None
 
 
 def _cpu_model() -> str:
@@ -74,7 +74,7 @@ def run_metadata(wall_s: float | None = None, command: list[str] | None = None) 
     status = _git("status", "--porcelain", "--untracked-files=no")
     dirty = [line[3:] for line in status.splitlines()] if status else []
     meta: dict[str, Any] = {
-        "commit": _git("rev-parse", "--short=10", "HEAD") or "unknown",
+        "commit": (_git("rev-parse", "--short=10", "HEAD") or "unknown").strip(),
         "dirty": dirty[:20],
         "machine": machine_description(),
         "torch": torch.__version__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,12 +11,12 @@ from torch import Tensor, nn
 
 
 def progress_range(steps: int, show: bool, desc: str) -> Iterable[int]:
-    """``range(steps)``, wrapped in a tqdm bar when ``show`` (tqdm is only needed then)."""
+    """``range(steps)``, wrapped in a tqdm bar on stderr when ``show`` (tqdm only needed then)."""
     if not show:
         return range(steps)
     from tqdm.auto import tqdm
 
-    return tqdm(range(steps), desc=desc, leave=False)
+    return tqdm(range(steps), desc=desc, leave=False, file=sys.stderr)
 
 
 def optimizer_step(loss: Tensor, model: nn.Module, opt: Any, sched: Any | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def evaluate(
 
     files = list_images(data)[skip:][:limit]
     rows: list[dict[str, Any]] = []
-    for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress)):
+    for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress, file=sys.stderr)):
         i = skip + j
         clean = load_image(path)
         noisy = add_noise(clean, sigma, seed=[seed, i])

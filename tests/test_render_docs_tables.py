@@ -109,6 +109,8 @@ def test_write_results_json_round_trips_with_commit_and_machine(tmp_path):
     meta = run_metadata(wall_s=1.234, command=["x", "--y"])
     assert meta["commit"] != "" and meta["machine"] and meta["command"] == "x --y"
     assert meta["wall_s"] == 1.2
+    # uncommitted tracked files are listed by their real paths (first letter kept)
+    assert all((ROOT / p.split("/")[0]).exists() for p in meta["dirty"]), meta["dirty"]
     path = write_results_json(tmp_path / "results" / "r.json", ROWS, meta, summary=[1])
     payload = json.loads(path.read_text())
     assert payload == {"meta": meta, "rows": ROWS, "summary": [1]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -90,7 +91,8 @@ def train_denoiser(
     model.train()
     log: list[dict] = []
     running, count, skipped, start = 0.0, 0, 0, time.monotonic()
-    bar = tqdm(range(steps), disable=not progress, desc="train", leave=False)
+    bar = tqdm(range(steps), disable=not progress, desc="train", leave=False,
+               file=sys.stderr)
     for step in bar:
         noisy, clean = batch_fn(step)
         loss = loss_fn(model(noisy), clean)
