@@ -49,6 +49,9 @@ class N3Net(nn.Module):
         placement: ``"official"`` (the authors' released code, needed by their weights; the
             default) or ``"paper"`` (temperature inside every relaxation round).
         backend: ``"fast"`` or ``"reference"`` N³ implementation (same results).
+        batch_norm: BatchNorm in the stages' hidden convolutions (the denoiser's DnCNN
+            stages); ``False`` gives VDSR-style stages (biased convolutions and ReLUs only),
+            as in the super-resolution N3Net (:mod:`n3seq_image.sr_models`).
 
     Shape:
         - input: :math:`(B, C_{in}, H, W)` with ``H, W >= 80`` when ``k > 0``
@@ -81,6 +84,7 @@ class N3Net(nn.Module):
         score_norm: bool = True,
         placement: Placement = "official",
         backend: Backend = "fast",
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
@@ -93,7 +97,7 @@ class N3Net(nn.Module):
             "patch_size": patch_size, "stride": stride, "window": window,
             "embed_features": embed_features, "embed_depth": embed_depth,
             "temperature_bias": float(temperature_bias), "score_norm": bool(score_norm),
-            "placement": placement, "backend": backend,
+            "placement": placement, "backend": backend, "batch_norm": bool(batch_norm),
         }
         self.in_channels, self.out_channels, self.k = in_channels, out_channels, k
         between = (k + 1) * stage_channels
@@ -101,7 +105,7 @@ class N3Net(nn.Module):
         for i in range(stages):
             c_in = in_channels if i == 0 else between
             c_out = out_channels if i == stages - 1 else stage_channels
-            self.stages.append(DnCNN(c_in, c_out, depth, features, batch_norm=True,
+            self.stages.append(DnCNN(c_in, c_out, depth, features, batch_norm=batch_norm,
                                      residual=True))
         self.n3blocks = nn.ModuleList()
         if k > 0:
@@ -168,5 +172,5 @@ class N3Net(nn.Module):
 _CONFIG_KEYS = (
     "in_channels", "out_channels", "stages", "depth", "features", "stage_channels", "k",
     "patch_size", "stride", "window", "embed_features", "embed_depth", "temperature_bias",
-    "score_norm", "placement", "backend",
+    "score_norm", "placement", "backend", "batch_norm",
 )
