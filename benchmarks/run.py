@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.cases import CASES
 from benchmarks.measure import interleaved_times, median_time, peak_memory
+from n3seq._provenance import run_metadata
 
 SUITES = ("sets", "windows", "image", "train", "cuda")
 
@@ -277,12 +278,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table)
     for suite, reason in skipped.items():
         print(f"skipped {suite}: {reason}")
+    provenance = run_metadata()
     payload = {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:],
             "torch": torch.__version__, "threads": args.threads, "python": sys.version.split()[0],
             "platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "wall_s": time.time() - started,
+            **{k: provenance[k] for k in ("commit", "dirty", "machine")},
         },
         "skipped": skipped,
         "results": [asdict(j) for j in jobs],

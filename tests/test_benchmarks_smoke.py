@@ -41,6 +41,35 @@ def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
     markdown = capsys.readouterr().out
     assert "| sets N=64 | hard kNN (baseline) |" in markdown
     assert "1.00×" in markdown
+    assert {"commit", "machine"} <= set(payload["meta"])
+
+    docs = tmp_path / "docs.json"
+    assert report([str(out), "--suites", "windows", "--docs-json", str(docs)]) == 0
+    written = json.loads(docs.read_text())
+    assert written["meta"]["commit"] == payload["meta"]["commit"]
+    assert {r["suite"] for r in written["rows"]} == {"windows"}
+    assert all(r["ratio"].endswith("×") and r["median_s"] > 0 for r in written["rows"])
+    assert "| sets N=64" not in capsys.readouterr().out  # --suites filters the table too
+
+
+def test_report_help_and_a_missing_file(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.report", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m benchmarks.report")
+    assert "--docs-json" in done.stdout
+
+    from benchmarks.report import main as report
+
+    missing = tmp_path / "nope.json"
+    with pytest.raises(SystemExit):
+        report(["--no-such-option"])
+    assert report([str(missing)]) == 2
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert report([str(tmp_path / "bad.json")]) == 2
 
 
 def test_cuda_suite_skips_cleanly_without_a_gpu(tmp_path):
