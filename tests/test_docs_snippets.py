@@ -148,3 +148,14 @@ def test_the_readme_quickstart_is_found_and_runs_unmarked():
     blocks = extract_blocks((ROOT / "README.md").read_text(encoding="utf-8"), "README.md")
     assert blocks and blocks[0].kind is None
     assert "continuous_knn" in blocks[0].code
+
+
+def test_docs_name_checkpoint_folders_as_training_writes_them(tmp_path):
+    pytest.importorskip("safetensors")
+    from n3seq_image import DnCNN
+    from n3seq_image.checkpoint import save_checkpoint
+
+    folder = save_checkpoint(tmp_path, DnCNN(depth=3, features=8), None, 500)
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in pages())
+    assert f"checkpoints/{folder.name}/" in docs
+    assert not re.search(r"step_N\b", docs), "the docs name checkpoint folders step_N"
