@@ -4,6 +4,19 @@ Queries are processed in chunks; under autograd each chunk is recomputed in back
 (checkpointed, or by the candidates path's own backward), so the k weight matrices of a chunk
 are not stored for every query. Peak memory is then the output, the gradients and one chunk's
 working set, whatever N.
+
+Inputs. Every argument is validated at the public entry (types, shapes, counts, candidate
+indices, NaN/inf) with one message naming the argument; the chunked hot path adds no checks.
+Masked-out keys and values are never inspected: NaN or inf there is ignored and gets a zero
+gradient. Large finite features never overflow inside: where the squared distances (or
+``scores / t``) would exceed float32, the computation runs in float64 and the result is cast
+back; float64 features whose squared distances exceed float64 raise ``OverflowError``. Tiny
+temperatures are handled as in :mod:`n3seq.relaxation`. An empty batch (B = 0) or no queries
+(N = 0) gives an empty result.
+
+Tracing and transforms: see :mod:`n3seq.relaxation` (``torch.jit.trace`` records no input
+checks; ``torch.func`` transforms run an unchunked straightforward path; TorchScript is not
+supported).
 """
 
 from __future__ import annotations
@@ -19,13 +32,22 @@ from torch.utils.checkpoint import checkpoint
 
 from n3seq._checks import (
     as_temperature,
+    check_bool,
     check_enough_candidates,
     check_finite,
     check_floating,
+    check_int,
     check_k,
     check_mask,
+    check_optional_int,
     check_rank,
     compute_dtype,
+    data_checks,
+    fetch,
+    raise_non_finite,
+    safe_temperature,
+    tracing,
+    transforms_active,
 )
 from n3seq._fused import fused_continuous_knn, fused_knn_sums
 from n3seq.relaxation import continuous_knn_unchecked
@@ -41,7 +63,7 @@ _USE_FUSED = True
 
 
 def _relax(scores: Tensor, k: int, t: Tensor, valid: Tensor | None) -> Tensor:
-    if _USE_FUSED:
+    if _USE_FUSED and not transforms_active():
         return fused_continuous_knn(scores, k, t, valid)
     return continuous_knn_unchecked(scores, k, t, valid)
 
@@ -58,16 +80,22 @@ def window_candidates(
     same number of candidates (``window_candidates(10, 2)[0, 0]`` is ``[0, 1, 2, 3, 4]``).
 
     Args:
-        num_tokens: sequence length N (must be >= 2·radius + 1).
-        radius: half width r >= 0.
-        lengths: optional ``(B,)`` true lengths of right-padded sequences; windows are then
-            shifted inside ``[0, length)`` so they never reach padding (padded queries get
-            the last window of their sequence).
+        num_tokens: sequence length N, an int (must be >= 2·radius + 1).
+        radius: half width r >= 0, an int.
+        lengths: optional integer tensor ``(B,)`` of the true lengths of right-padded
+            sequences; windows are then shifted inside ``[0, length)`` so they never reach
+            padding (padded queries get the last window of their sequence).
         device: device of the returned tensor.
 
     Returns:
         LongTensor of shape ``(1, N, 2r + 1)`` (``(B, N, 2r + 1)`` with ``lengths``), usable
         as ``candidates`` of :func:`knn_aggregate`; each row is sorted and contiguous.
+
+    Raises:
+        TypeError: if ``num_tokens`` or ``radius`` is not an int (bools and floats such as
+            ``10.0`` are refused) or ``lengths`` not an integer tensor.
+        ValueError: if ``radius < 0``, the window is longer than ``num_tokens``, or a
+            length lies outside ``[2r + 1, num_tokens]``.
 
     Example:
         >>> window_candidates(5, 1)[0]
@@ -77,8 +105,8 @@ def window_candidates(
                 [2, 3, 4],
                 [2, 3, 4]])
     """
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
+    num_tokens = check_int("num_tokens", num_tokens, min=1)
+    radius = check_int("radius", radius, min=0)
     width = 2 * radius + 1
     if num_tokens < width:
         raise ValueError(
@@ -89,10 +117,15 @@ def window_candidates(
     if lengths is None:
         start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
         return (start[:, None] + offsets)[None]
-    lengths = lengths.to(device=device, dtype=torch.long)
+    if not isinstance(lengths, Tensor):
+        raise TypeError(f"lengths must be an integer tensor (B,), got {type(lengths).__name__}")
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
-    if lengths.numel() and (int(lengths.min()) < width or int(lengths.max()) > num_tokens):
+    lengths = lengths.to(device=device, dtype=torch.long)
+    if lengths.numel() and data_checks() and \
+            (int(lengths.min()) < width or int(lengths.max()) > num_tokens):
         raise ValueError(
             f"lengths must lie in [2*radius+1, num_tokens] = [{width}, {num_tokens}], got "
             f"{lengths.tolist()}"
@@ -104,13 +137,20 @@ def window_candidates(
 
 def _validate(
     query: Tensor, keys: Tensor, values: Tensor, k: int, candidates: Tensor | None,
-    mask: Tensor | None, exclude_self: bool,
-) -> None:
+    mask: Tensor | None, exclude_self: bool, chunk_size: int | None = None,
+    check_candidates: bool = True,
+) -> tuple[int, bool, int | None]:
+    """Types, shapes, counts and candidate indices; returns ``k``, ``exclude_self``, chunk size.
+
+    NaN/inf and overflow are checked by :func:`_prepare`, with the values it computes anyway.
+    """
     for name, x, layout in (("query", query, "B, N, E"), ("keys", keys, "B, M, E"),
                             ("values", values, "B, M, F")):
         check_floating(x, name)
         check_rank(x, name, layout)
-    check_k(k)
+    k = check_k(k)
+    exclude_self = check_bool("exclude_self", exclude_self)
+    chunk_size = check_optional_int("chunk_size", chunk_size, min=1)
     (b, n, e), (bk, m, ek), (bv, mv, _) = query.shape, keys.shape, values.shape
     if not (b == bk == bv):
         raise ValueError(
@@ -127,16 +167,16 @@ def _validate(
             f"keys and values must have the same number of tokens M: keys "
             f"{tuple(keys.shape)}, values {tuple(values.shape)}"
         )
-    if n == 0 or m == 0:
-        raise ValueError(f"empty set: query has N={n} tokens, keys have M={m}")
     if exclude_self and n != m:
         raise ValueError(
             f"exclude_self needs the query set to be the key set (N == M), got N={n}, M={m}"
         )
-    for name, x in (("query", query), ("keys", keys), ("values", values)):
-        check_finite(x, name)
     if mask is not None:
         check_mask(mask, "mask", (b, m), "B, M")
+    if candidates is not None:
+        _check_candidate_layout(candidates, b, n, k)
+    if b * n == 0:  # no query: nothing to check further, the result is empty
+        return k, exclude_self, chunk_size
     if candidates is None:
         num = m - int(exclude_self)
         if num < k:
@@ -148,25 +188,52 @@ def _validate(
                 valid = valid - mask.expand(b, m).long()
             check_enough_candidates(valid, k, "mask (and exclude_self)" if exclude_self
                                     else "mask")
-        return
-    if isinstance(candidates, Tensor) and candidates.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"candidates must be an int64/int32 tensor, got {candidates.dtype}")
-    if not isinstance(candidates, Tensor) or candidates.dim() != 3 or \
-            candidates.shape[0] not in (1, b) or candidates.shape[1] != n:
-        shape = tuple(candidates.shape) if isinstance(candidates, Tensor) else candidates
-        raise ValueError(f"candidates must have shape (B or 1, N, O) = ({b} or 1, {n}, O), "
-                         f"got {shape}")
-    o = candidates.shape[2]
-    if o < k:
-        raise ValueError(f"k={k} is larger than the number of candidates O={o}")
-    if candidates.numel() and (int(candidates.min()) < 0 or int(candidates.max()) >= m):
-        raise ValueError(
-            f"candidates must index keys in [0, {m}), got values in "
-            f"[{int(candidates.min())}, {int(candidates.max())}]"
-        )
+        return k, exclude_self, chunk_size
+    if check_candidates:
+        _check_candidate_values(candidates, m)
     if mask is not None or exclude_self:
         valid = _candidate_mask(candidates, mask, exclude_self, 0, b)
         check_enough_candidates(valid.sum(-1), k, "candidates after mask/exclude_self")
+    return k, exclude_self, chunk_size
+
+
+def _check_candidate_layout(candidates: Tensor, b: int, n: int, k: int) -> None:
+    if not isinstance(candidates, Tensor):
+        raise TypeError(f"candidates must be an int64/int32 tensor, got "
+                        f"{type(candidates).__name__}")
+    if candidates.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"candidates must be an int64/int32 tensor, got {candidates.dtype}")
+    if candidates.dim() != 3 or candidates.shape[0] not in (1, b) or candidates.shape[1] != n:
+        raise ValueError(f"candidates must have shape (B or 1, N, O) = ({b} or 1, {n}, O), "
+                         f"got {tuple(candidates.shape)}")
+    o = candidates.shape[2]
+    if o < k:
+        raise ValueError(f"k={k} is larger than the number of candidates O={o}")
+
+
+def _check_candidate_values(candidates: Tensor, m: int) -> None:
+    """Indices in ``[0, M)`` and no key twice in a row (one host sync for sorted rows)."""
+    if not data_checks() or candidates.numel() == 0:
+        return
+    o = candidates.shape[2]
+    increasing = (candidates[..., 1:] > candidates[..., :-1]).all() if o > 1 else \
+        torch.ones((), dtype=torch.bool, device=candidates.device)
+    low, high, sorted_rows = fetch(candidates.min(), candidates.max(), increasing)
+    if low < 0 or high >= m:
+        raise ValueError(
+            f"candidates must index keys in [0, {m}), got values in [{int(low)}, {int(high)}]"
+        )
+    if sorted_rows:  # strictly increasing rows (e.g. windows) cannot repeat an index
+        return
+    ordered = candidates.sort(-1).values
+    repeated = ordered[..., 1:] == ordered[..., :-1]
+    if bool(repeated.any()):
+        bi, ni, oi = (int(i) for i in repeated.nonzero()[0])
+        raise ValueError(
+            f"candidates must not list a key twice for one query: row ({bi}, {ni}) lists key "
+            f"{int(ordered[bi, ni, oi])} more than once (a repeated key would count as "
+            f"several neighbours)"
+        )
 
 
 def _candidate_mask(
@@ -353,18 +420,33 @@ def knn_aggregate(
         query: query embeddings.
         keys: key embeddings (same dim E as the queries).
         values: features to aggregate, one per key.
-        k: number of neighbours.
-        temperature: positive float or tensor broadcastable to ``(B, N)`` (one per query).
+        k: number of neighbours, an int >= 1.
+        temperature: positive float or tensor broadcastable to ``(B, N)`` (one per query);
+            any positive finite value works (tiny ones give the hard kNN limit).
         candidates: ``None`` to search all M keys, or a LongTensor ``(B or 1, N, O)`` of key
-            indices per query (see :func:`window_candidates` for 1-D windows).
-        mask: key padding mask ``(B, M)``, ``True`` = real token.
+            indices per query (see :func:`window_candidates` for 1-D windows); a row must
+            not list a key twice (refused: it would count as several neighbours).
+        mask: key padding mask ``(B, M)``, ``True`` = real token. Masked keys and values are
+            never inspected or chosen (their content, NaN included, does not matter); the
+            queries are always checked.
         exclude_self: never choose a query as its own neighbour (needs query set == key set,
-            i.e. token n of the queries is token n of the keys).
-        chunk_size: queries per chunk; default keeps a chunk's score matrix near
-            :data:`CHUNK_ELEMENTS` elements.
+            i.e. token n of the queries is token n of the keys); a bool.
+        chunk_size: queries per chunk, an int >= 1; default keeps a chunk's score matrix
+            near :data:`CHUNK_ELEMENTS` elements.
 
     Returns:
-        Aggregated neighbours ``(B, N, k, F)`` in the dtype of ``values``.
+        Aggregated neighbours ``(B, N, k, F)`` in the dtype of ``values`` (empty when B or N
+        is 0).
+
+    Raises:
+        TypeError: for a non-tensor or non-floating input, a non-int ``k``/``chunk_size``,
+            a non-bool ``exclude_self`` or ``mask``, or non-integer ``candidates``.
+        ValueError: for mismatched shapes, ``k`` above the (valid) candidates of a query,
+            candidate indices out of range or repeated, a NaN/inf in the queries or in valid
+            keys/values (naming the argument and the first bad index), or a temperature
+            that is not positive and finite.
+        OverflowError: if float64 features are so large that their squared distances
+            overflow float64.
 
     Shape:
         - query: :math:`(B, N, E)`
@@ -377,13 +459,140 @@ def knn_aggregate(
         >>> knn_aggregate(x, x, x, k=4, temperature=0.5, exclude_self=True).shape
         torch.Size([2, 100, 4, 16])
     """
-    _validate(query, keys, values, k, candidates, mask, exclude_self)
-    b, n, _ = query.shape
+    k, exclude_self, chunk_size = _validate(query, keys, values, k, candidates, mask,
+                                            exclude_self, chunk_size)
+    return _knn_aggregate(query, keys, values, k, temperature, candidates, mask, exclude_self,
+                          chunk_size)
+
+
+def _prepare(
+    query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
+    mask: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Inputs in the compute dtype, masked keys/values zeroed, and a safe temperature (B, N).
+
+    One host sync checks the queries and the valid keys/values for NaN/inf and reads their
+    largest magnitudes and the smallest temperature. From these a bound of every score
+    (``E·(max|q| + max|k|)²`` per query) decides whether float32 suffices: the scores, the
+    logits ``scores / t`` (with :func:`~n3seq._checks.safe_temperature`'s floor) and the
+    weighted sums of the values must stay finite; otherwise the computation runs in float64,
+    and where even float64 does not suffice ``OverflowError`` is raised.
+    """
+    b, n, e = query.shape
+    m = keys.shape[1]
+    key_ok = None if mask is None else mask.expand(b, m)[..., None]
     dtype = compute_dtype(query, keys, values)
-    t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype, device=query.device)
-    t = t.expand(b, n)
+    checks = data_checks()
+    if not checks and tracing():
+        check_finite(query, "query")
+        check_finite(keys, "keys", key_ok)
+        check_finite(values, "values", key_ok)
+    while True:
+        info = torch.finfo(dtype)
+        q, kk, v = query.to(dtype), keys.to(dtype), values.to(dtype)
+        t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
+                           device=query.device).expand(b, n)
+        zero = q.new_zeros(())
+        q_max = q.abs().amax(-1) if e else q.new_zeros(b, n)  # (B, N)
+        k_abs, v_abs = kk.abs(), v.abs()
+        if key_ok is not None:
+            k_all = k_abs.amax() if kk.numel() else zero  # padding included
+            v_all = v_abs.amax() if v.numel() else zero
+            k_abs, v_abs = k_abs.masked_fill(~key_ok, 0.0), v_abs.masked_fill(~key_ok, 0.0)
+        k_max = k_abs.amax((1, 2)) if m * e else q.new_zeros(b)  # (B,), valid keys only
+        v_max = v_abs.amax() if v.numel() else zero
+        largest = smallest = None
+        sanitize = key_ok is not None
+        if checks:
+            qm, km, vm, smallest, *padding = fetch(
+                q_max.max(), k_max.max(), v_max, t.min(),
+                *((k_all, v_all) if key_ok is not None else ()))
+            for value, x, name, where in ((qm, query, "query", None), (km, keys, "keys", key_ok),
+                                          (vm, values, "values", key_ok)):
+                if not math.isfinite(value):
+                    raise_non_finite(x, name, where, "valid keys" if where is not None else None)
+            # Finite padding is harmless (excluded, zero gradient); NaN/inf padding is zeroed
+            # so that no 0 · inf reaches a gradient.
+            sanitize = key_ok is not None and not all(math.isfinite(p) for p in padding)
+            largest = e * (qm + km) ** 2  # host float64: cannot overflow before float64 does
+            fits = largest <= info.max / 4 and vm <= info.max / 4
+        else:
+            fits = True
+        if sanitize:
+            kk = kk.masked_fill(~key_ok, 0.0)
+            v = v.masked_fill(~key_ok, 0.0)
+        if fits:
+            bound = e * (q_max + k_max[:, None]).square()
+            safe = safe_temperature(t, bound, k, dtype, largest, smallest)
+            if safe is not None:
+                return q, kk, v, safe
+        if dtype == torch.float64:
+            raise OverflowError(
+                f"knn_aggregate overflows float64: |query| reaches {qm:.3g}, |keys| {km:.3g}, "
+                f"|values| {vm:.3g} (E={e}) at temperature {smallest:.3g}; their squared "
+                f"distances (or scores / temperature) exceed float64. Scale the features down"
+            )
+        dtype = torch.float64
+
+
+def _plain_aggregate(
+    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, k: int,
+    candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
+) -> Tensor:
+    """All queries at once with the straightforward relaxation: the ``torch.func`` path.
+
+    No chunking, no custom backward, no in-place updates of inputs: composable with
+    ``vmap``/``grad``/``jacrev`` (memory is that of the full ``(B, N, k, O)`` weights).
+    """
+    b, n, _ = query.shape
+    if candidates is None:
+        scores = torch.baddbmm(
+            -keys.square().sum(-1)[:, None, :], query, keys.transpose(1, 2), alpha=2.0
+        )
+        valid = None
+        if mask is not None:
+            valid = mask.expand(b, -1)[:, None, :].expand_as(scores)
+        if exclude_self:
+            eye = torch.eye(n, dtype=torch.bool, device=query.device)[None]
+            valid = ~eye.expand_as(scores) if valid is None else valid & ~eye
+        w = continuous_knn_unchecked(scores, k, t[..., None], valid)
+        return torch.matmul(w.flatten(1, 2), values).unflatten(1, (n, k))
+    idx = candidates.long()
+    cand_keys = _gather_tokens(keys, idx)
+    scores = -(query[:, :, None, :] - cand_keys).square().sum(-1)
+    valid = _candidate_mask(idx, mask, exclude_self, 0, b)
+    w = continuous_knn_unchecked(scores, k, t[..., None], valid)
+    return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
+
+
+def _empty_result(
+    query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor
+) -> Tensor:
+    """The ``(B, N, k, F)`` result when there is no query, connected to the inputs' graph."""
+    b, n, _ = query.shape
+    as_temperature(temperature, torch.Size([b, n]))
+    out = values.new_zeros(b, n, k, values.shape[2])
+    if torch.is_grad_enabled():
+        out = out + sum(x.sum() * 0 for x in (query, keys, values)).to(values.dtype)
+        if isinstance(temperature, Tensor):
+            out = out + (temperature.sum() * 0).to(values.dtype)
+    return out
+
+
+def _knn_aggregate(
+    query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
+    candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
+    chunk_size: int | None,
+) -> Tensor:
+    """:func:`knn_aggregate` after :func:`_validate` (internal callers with checked arguments)."""
+    b, n, _ = query.shape
+    if b * n == 0:
+        return _empty_result(query, keys, values, k, temperature)
     out_dtype = values.dtype
-    query, keys, values = query.to(dtype), keys.to(dtype), values.to(dtype)
+    query, keys, values, t = _prepare(query, keys, values, k, temperature, mask)
+    if transforms_active():
+        return _plain_aggregate(query, keys, values, t, k, candidates, mask,
+                                exclude_self).to(out_dtype)
 
     if candidates is None:
         per_query = keys.shape[1]
@@ -392,7 +601,7 @@ def knn_aggregate(
         candidates = candidates.long()
         per_query = candidates.shape[2] * (1 + (query.shape[2] + values.shape[2]) // 8)
         chunk_fn = _chunk_candidates
-    step = chunk_size or max(1, CHUNK_ELEMENTS // (b * per_query))
+    step = chunk_size or max(1, CHUNK_ELEMENTS // max(1, b * per_query))
     needs_grad = torch.is_grad_enabled() and any(
         x.requires_grad for x in (query, keys, values, t)
     )

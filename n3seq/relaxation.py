@@ -6,6 +6,24 @@ For scores ``s`` (higher = closer) and temperature ``t`` the k weight vectors ar
 
 Each round is a softmax; ``log(1 − wʲ)`` pushes down what earlier rounds already took. As
 ``t → 0`` round j becomes the one-hot vector of the j-th largest score (:func:`hard_knn`).
+
+Temperatures. Every positive finite temperature is accepted and gives finite weights. Below
+the dtype's smallest normal number, or where ``scores / t`` would overflow, the temperature is
+raised to the smallest one at which the logits stay finite (see
+:func:`n3seq._checks.temperature_floor`); the weights there are already the hard kNN
+one-hot vectors and their gradients exactly zero, so nothing but overflow changes. At
+exactly tied scores the relaxation keeps the tie soft for every t, and its gradient grows
+like 1/t (scores) and 1/t² (temperature): for tied scores and tiny t it can exceed the
+dtype's range.
+
+Tracing and transforms. Eager calls validate their inputs (NaN/inf at valid candidates,
+masks, counts). ``torch.compile`` keeps the NaN/inf check as an in-graph assertion;
+``torch.jit.trace`` cannot record any of the checks, so a traced function does not validate
+its inputs (a warning says so when tracing). ``torch.func`` transforms (``vmap``, ``grad``,
+``jacrev``, ...) are supported by :func:`continuous_knn`, :func:`hard_knn` and
+:func:`n3seq.knn_aggregate`: inside them the value checks are skipped and the straightforward
+(unfused, unchunked) relaxation runs. ``torch.jit.script`` is not supported (the modules
+refuse it with a clear error; use ``torch.compile`` or ``torch.export``).
 """
 
 from __future__ import annotations
@@ -24,8 +42,21 @@ from n3seq._checks import (
     check_k,
     check_mask,
     compute_dtype,
+    data_checks,
+    fetch,
+    masked_abs,
+    raise_non_finite,
+    safe_temperature,
+    tracing,
+    transforms_active,
 )
 from n3seq._fused import fused_continuous_knn
+
+#: Raised by the modules' ``__prepare_scriptable__``: TorchScript cannot compile n3seq.
+SCRIPT_UNSUPPORTED = (
+    "{} does not support torch.jit.script (n3seq uses Python features TorchScript cannot "
+    "compile); use torch.compile or torch.export instead"
+)
 
 
 def _log1m_softmax(log_w: Tensor) -> Tensor:
@@ -50,14 +81,19 @@ class _Reciprocal(torch.autograd.Function):
     """``1 / t`` whose backward is ``−(g / t) / t``, never ``g · (1 / t²)``.
 
     At tiny t (learned temperatures do get there) ``1 / t²`` overflows float32 and saturated
-    rows bring ``g = 0``: ``0 · inf`` would make the temperature gradient NaN.
+    rows bring ``g = 0``: ``0 · inf`` would make the temperature gradient NaN. Written with
+    ``setup_context`` and a generated vmap rule, so that ``torch.func`` transforms work.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, t: Tensor) -> Tensor:
-        inv_t = t.reciprocal()
-        ctx.save_for_backward(inv_t)
-        return inv_t
+    def forward(t: Tensor) -> Tensor:
+        return t.reciprocal()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(output)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
@@ -84,25 +120,67 @@ def continuous_knn_unchecked(
     return torch.stack(weights, dim=-2)
 
 
-def _validate_scores(scores: Tensor, k: int, mask: Tensor | None) -> Tensor | None:
-    """Checks ``scores (..., O)``, ``k`` and ``mask``; returns the mask expanded to ``scores``."""
+def _validate_scores(
+    scores: Tensor, k: int, mask: Tensor | None
+) -> tuple[int, Tensor | None, int]:
+    """Checks types, shapes and counts of ``scores (..., O)``, ``k`` and ``mask``.
+
+    Returns ``k`` as an int, the mask expanded to ``scores`` and the number of rows.
+    """
     check_floating(scores, "scores")
     if scores.dim() < 1:
         raise ValueError("scores must have shape (..., O), got a 0-d tensor")
-    check_k(k)
+    k = check_k(k)
+    rows = math.prod(scores.shape[:-1])
+    if mask is not None:
+        check_mask(mask, "mask", tuple(scores.shape), "..., O")
+        mask = mask.expand_as(scores)
+    if rows == 0:
+        return k, mask, 0
     if mask is None:
-        check_finite(scores, "scores")
         if scores.shape[-1] < k:
             raise ValueError(
                 f"k={k} is larger than the number of candidates O={scores.shape[-1]} "
                 f"(scores shape {tuple(scores.shape)})"
             )
-        return None
-    check_mask(mask, "mask", tuple(scores.shape), "..., O")
-    mask = mask.expand_as(scores)
-    check_finite(scores.masked_fill(~mask, 0.0), "scores (at valid candidates)")
-    check_enough_candidates(mask.sum(-1), k, "mask")
-    return mask
+    else:
+        check_enough_candidates(mask.sum(-1), k, "mask")
+    return k, mask, rows
+
+
+def _prepare(
+    scores: Tensor, k: int, temperature: float | Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Scores and temperature in the compute dtype, checked, with a safe temperature.
+
+    One host sync: the largest valid ``|score|`` (NaN/inf check) and the smallest
+    temperature. Float32 scores whose ``scores / t`` would overflow even at the largest
+    admissible floor run in float64; float64 ones raise ``OverflowError``.
+    """
+    what = "valid candidates" if mask is not None else None
+    dtype = compute_dtype(scores)
+    while True:
+        t = as_temperature(temperature, (*scores.shape[:-1], 1), dtype=dtype,
+                           device=scores.device)
+        s = scores.to(dtype)
+        bound = masked_abs(s, mask).amax(-1, keepdim=True)  # NaN where a valid score is
+        largest = smallest = None
+        if data_checks():
+            largest, smallest = fetch(bound.max(), t.min())
+            if not math.isfinite(largest):
+                raise_non_finite(scores, "scores", mask, what)
+        elif tracing():
+            check_finite(scores, "scores", mask)
+        safe = safe_temperature(t, bound, k, dtype, largest, smallest)
+        if safe is not None:
+            return s, safe
+        if dtype == torch.float64:
+            raise OverflowError(
+                f"scores / temperature overflows float64: valid scores reach |{largest:.3g}| "
+                f"at temperature {smallest:.3g}; scale the scores down or raise the "
+                f"temperature"
+            )
+        dtype = torch.float64
 
 
 def continuous_knn(
@@ -125,12 +203,22 @@ def continuous_knn(
         scores: similarities, higher = closer (e.g. negative squared distances).
         k: number of neighbours (rounds), ``1 <= k <= number of valid candidates``.
         temperature: a positive float, or a positive tensor broadcastable to
-            ``scores[..., :1]`` (one temperature per row).
+            ``scores[..., :1]`` (one temperature per row). Any positive finite value works
+            (see the module docstring for tiny ones).
         mask: optional bool tensor broadcastable to ``scores``; ``True`` marks valid
-            candidates. Excluded candidates get weight exactly 0 and zero gradient.
+            candidates. Excluded candidates get weight exactly 0 and zero gradient; their
+            scores are never inspected (NaN or inf there is fine).
 
     Returns:
         Weights of shape ``(..., k, O)``; row ``j`` sums to 1 over the valid candidates.
+        No rows (e.g. a batch of 0) gives an empty result.
+
+    Raises:
+        TypeError: if ``scores`` is not a floating-point tensor, ``k`` not an int, ``mask``
+            not a bool tensor or ``temperature`` neither a number nor a floating tensor.
+        ValueError: if ``k < 1`` or exceeds the (valid) candidates of a row, a valid score
+            is NaN or inf (the message names the first index), a temperature is not
+            positive and finite, or a shape does not broadcast.
 
     Shape:
         - scores: :math:`(..., O)`
@@ -144,13 +232,16 @@ def continuous_knn(
         tensor([[[1., 0., 0.],
                  [0., 0., 1.]]])
     """
-    mask = _validate_scores(scores, k, mask)
-    dtype = compute_dtype(scores)
-    t = as_temperature(
-        temperature, (*scores.shape[:-1], 1), dtype=dtype, device=scores.device
-    )
+    k, mask, rows = _validate_scores(scores, k, mask)
+    if rows == 0:
+        as_temperature(temperature, (*scores.shape[:-1], 1))
+        return scores.new_zeros(*scores.shape[:-1], k, scores.shape[-1])
+    s, t = _prepare(scores, k, temperature, mask)
     with torch.autocast(scores.device.type, enabled=False):
-        weights = fused_continuous_knn(scores.to(dtype), k, t, mask)
+        if transforms_active():
+            weights = continuous_knn_unchecked(s, k, t, mask)
+        else:
+            weights = fused_continuous_knn(s, k, t, mask)
     return weights.to(scores.dtype)
 
 
@@ -176,7 +267,10 @@ def hard_knn(scores: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
         tensor([[0., 1., 0.],
                 [0., 0., 1.]])
     """
-    mask = _validate_scores(scores, k, mask)
+    k, mask, rows = _validate_scores(scores, k, mask)
+    if rows == 0:
+        return scores.new_zeros(*scores.shape[:-1], k, scores.shape[-1])
+    check_finite(scores, "scores", mask, "valid candidates" if mask is not None else None)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     # A stable descending sort keeps equal scores in index order: lowest index wins ties.
@@ -200,10 +294,12 @@ class ContinuousKNN(nn.Module):
 
     def __init__(self, k: int, temperature: float = 1.0) -> None:
         super().__init__()
-        check_k(k)
+        self.k = check_k(k)
         as_temperature(temperature, torch.Size([]))
-        self.k = k
         self.temperature = temperature
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise RuntimeError(SCRIPT_UNSUPPORTED.format(type(self).__name__))
 
     def forward(
         self, scores: Tensor, temperature: float | Tensor | None = None,

@@ -223,7 +223,8 @@ class TestErrors:
     def test_nan_scores(self):
         scores = torch.randn(2, 5)
         scores[1, 3] = math.nan
-        with pytest.raises(ValueError, match=r"scores contains 1 NaN/Inf value\(s\) \(first at index \(1, 3\)"):
+        with pytest.raises(ValueError, match=r"scores contains 1 non-finite \(NaN/Inf\) value\(s\) "
+                                             r"\(first at index \(1, 3\), value nan\)"):
             continuous_knn(scores, 2)
 
     def test_integer_scores(self):
