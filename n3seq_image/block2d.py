@@ -28,10 +28,24 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq import continuous_knn
+from n3seq._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    compute_dtype,
+    data_checks,
+)
+from n3seq._fused import fused_continuous_knn
 from n3seq_image.fast2d import aggregate_tiled, supports_fast
 from n3seq_image.memory_format import is_channels_last
-from n3seq_image.patches import extract_patches, fold_patches, patch_grid
+from n3seq_image.patches import (
+    _check_size_args,
+    check_finite_images,
+    extract_patches,
+    fold_patches,
+    patch_grid,
+)
 from n3seq_image.windows import window_candidates_2d
 
 Placement = Literal["official", "paper"]
@@ -40,6 +54,14 @@ Backend = Literal["fast", "reference"]
 #: Elements of one chunk's gathered candidates in the reference backend (~64 MiB float32).
 REFERENCE_CHUNK_ELEMENTS = 1 << 24
 
+#: Smallest accepted ``temperature_bias``: the smallest normal float32. Below it ``1 / t``
+#: overflows float32 and every weight would be NaN.
+MIN_TEMPERATURE = torch.finfo(torch.float32).tiny
+
+#: Most parameters a model of this package may be built with: a guard against configs (e.g.
+#: read from a weights file) that would allocate gigabytes; ~1 GiB of float32.
+MAX_PARAMETERS = 1 << 28
+
 
 def min_image_size(patch_size: int = 10, stride: int = 5, window: int = 15) -> int:
     """Smallest image side that holds a full search window: ``p + s·(window − 1)`` (80 px)."""
@@ -47,9 +69,14 @@ def min_image_size(patch_size: int = 10, stride: int = 5, window: int = 15) -> i
 
 
 def check_image_batch(x: Tensor, channels: int, min_size: int, who: str) -> None:
-    """Raises unless ``x`` is a ``(B, channels, H, W)`` tensor with ``H, W >= min_size``."""
+    """Raises unless ``x`` is a floating ``(B, channels, H, W)`` tensor with ``H, W >= min_size``.
+
+    Only shapes and dtype; :func:`~n3seq_image.patches.check_finite_images` checks values.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
     if min(x.shape[-2:]) < min_size:
@@ -57,6 +84,57 @@ def check_image_batch(x: Tensor, channels: int, min_size: int, who: str) -> None
             f"{who} needs images of at least {min_size}×{min_size} px (one full N³ search "
             f"window), got x of shape {tuple(x.shape)}"
         )
+
+
+def check_temperature_bias(value: object, name: str = "temperature_bias") -> float:
+    """``value`` as a float; raises unless it is a finite number >= :data:`MIN_TEMPERATURE`."""
+    value = check_real(name, value, positive=True)
+    if value < MIN_TEMPERATURE:
+        raise ValueError(
+            f"{name} must be positive, finite and at least {MIN_TEMPERATURE:.4g} (the smallest "
+            f"normal float32; below it 1 / t overflows), got {value!r}"
+        )
+    return value
+
+
+def check_parameter_count(count: int, who: str) -> None:
+    """Refuses to build a model with more than :data:`MAX_PARAMETERS` parameters."""
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"this {who} config would have {count:,} parameters (more than {MAX_PARAMETERS:,}, "
+            f"~{4 * count / 2**30:,.1f} GiB in float32); refusing to build it"
+        )
+
+
+def conv_net_parameters(in_channels: int, features: int, out_channels: int, depth: int) -> int:
+    """Parameter count of :func:`conv_net` (computed without building it)."""
+    if depth == 1:
+        return 9 * in_channels * out_channels + out_channels
+    hidden = 9 * in_channels * features + 2 * features
+    hidden += (depth - 2) * (9 * features * features + 2 * features)
+    return hidden + 9 * features * out_channels + out_channels
+
+
+def check_finite_output(out: Tensor, who: str, peak: float, module: nn.Module | None = None,
+                        hint: str = "; images are expected in [0, 1]") -> None:
+    """Raises when ``out`` is not finite although the (checked) inputs were.
+
+    One host synchronisation. The message names the overflow and the largest input
+    magnitude ``peak``; non-finite parameters of ``module`` are named instead when there are.
+    """
+    if not data_checks() or out.numel() == 0 or bool(torch.isfinite(out.detach()).all()):
+        return
+    count = int((~torch.isfinite(out.detach())).sum())
+    dtype = str(out.dtype).removeprefix("torch.")
+    cause = f"the values overflow {dtype} inside {who} (largest |input| {peak:.3g}{hint})"
+    if module is not None:
+        bad = [n for n, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            cause = f"parameters {bad[:5]} are not finite"
+    error = ValueError if module is not None and "parameters" in cause else OverflowError
+    raise error(
+        f"{who}: the output has {count} NaN/Inf value(s) although the input is finite: {cause}"
+    )
 
 
 def _check_inputs(
@@ -84,8 +162,8 @@ def _check_inputs(
             f"log_temperature must have shape (B, 1, H, W) = ({b}, 1, {h}, {w}), "
             f"got {tuple(log_temperature.shape)}"
         )
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    check_int("k", k, min=1)
+    _check_geometry(patch_size, stride, window)
     if k > window * window - 1:
         raise ValueError(f"k={k} exceeds the {window * window - 1} candidates of a window")
     size = min_image_size(patch_size, stride, window)
@@ -94,10 +172,26 @@ def _check_inputs(
             f"images must be at least {size}×{size} px (patch_size={patch_size}, "
             f"stride={stride}, window={window}), got y of shape {tuple(y.shape)}"
         )
-    if placement not in ("official", "paper"):
-        raise ValueError(f"placement must be 'official' or 'paper', got {placement!r}")
-    if backend not in ("fast", "reference"):
-        raise ValueError(f"backend must be 'fast' or 'reference', got {backend!r}")
+    check_choice("placement", placement, ("official", "paper"))
+    check_choice("backend", backend, ("fast", "reference"))
+
+
+def _check_geometry(patch_size: int, stride: int, window: int) -> None:
+    _check_size_args(patch_size, stride)
+    check_int("window", window, min=1)
+
+
+def _relax(scores: Tensor, k: int, temperature: Tensor) -> Tensor:
+    """:func:`n3seq.continuous_knn` (same arithmetic) without its data checks.
+
+    The block checks its input once at the boundary; the public function would read the
+    scores back to the host (a synchronisation) twice per call.
+    """
+    dtype = compute_dtype(scores)
+    t = temperature.to(dtype=dtype, device=scores.device)
+    with torch.autocast(scores.device.type, enabled=False):
+        weights = fused_continuous_knn(scores.to(dtype), k, t)
+    return weights.to(scores.dtype)
 
 
 def _patch_temperature(
@@ -122,8 +216,8 @@ def _weights(
         scores = score_norm(scores.reshape(scores.shape[0], 1, -1)).reshape(scores.shape)
     t = temperature[..., None]
     if placement == "official":
-        return continuous_knn(scores / t, k)
-    return continuous_knn(scores, k, temperature=t)
+        return _relax(scores / t, k, scores.new_ones(()))
+    return _relax(scores, k, t)
 
 
 def _reference(
@@ -187,7 +281,13 @@ def n3_aggregate_2d(
             (per-query gather); both compute the same function.
 
     Returns:
-        The neighbour images ``z₁ … zₖ`` stacked on dim 1.
+        The neighbour images ``z₁ … zₖ`` stacked on dim 1 (empty for an empty batch).
+
+    Raises:
+        TypeError: a tensor is not floating-point, or an integer argument is not an int.
+        ValueError: a bad shape or option; NaN/inf in ``y``, ``embedding`` or
+            ``log_temperature`` (the message names the tensor and its first bad pixel
+            ``(b, c, y, x)``); an output that overflows although the inputs are finite.
 
     Shape:
         - y: :math:`(B, C, H, W)` with ``H, W >= p + s·(window − 1)`` (80 px)
@@ -202,9 +302,24 @@ def n3_aggregate_2d(
     """
     _check_inputs(y, embedding, log_temperature, k, patch_size, stride, window, placement,
                   backend)
-    if not temperature_bias > 0:
-        raise ValueError(f"temperature_bias must be positive, got {temperature_bias}")
-    b, _, h, w = y.shape
+    temperature_bias = check_temperature_bias(temperature_bias)
+    peak = check_finite_images(("y", y), ("embedding", embedding),
+                               ("log_temperature", log_temperature))
+    out = _aggregate(y, embedding, log_temperature, k, patch_size, stride, window,
+                     temperature_bias, score_norm, placement, backend)
+    check_finite_output(out, "n3_aggregate_2d", peak, hint="")
+    return out
+
+
+def _aggregate(
+    y: Tensor, embedding: Tensor, log_temperature: Tensor | None, k: int, patch_size: int,
+    stride: int, window: int, temperature_bias: float,
+    score_norm: Callable[[Tensor], Tensor] | None, placement: str, backend: str,
+) -> Tensor:
+    """:func:`n3_aggregate_2d` on checked arguments (no data checks, no host syncs)."""
+    b, c, h, w = y.shape
+    if b == 0:  # an empty batch has nothing to search: an empty result, as torch ops give
+        return y.new_zeros(0, k, c, h, w)
     n1, n2 = patch_grid((h, w), patch_size, stride)
     temperature = _patch_temperature(log_temperature, b, n1 * n2, patch_size, stride,
                                      temperature_bias, y)
@@ -242,6 +357,16 @@ def conv_net(in_channels: int, features: int, out_channels: int, depth: int) -> 
         channels = features
     layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=True))
     return nn.Sequential(*layers)
+
+
+def block2d_parameters(in_channels: int, embed_channels: int, embed_features: int,
+                       embed_depth: int, temperature_net: bool = True,
+                       score_norm: bool = True) -> int:
+    """Parameter count of an :class:`N3Block2d` (computed without building it)."""
+    count = conv_net_parameters(in_channels, embed_features, embed_channels, embed_depth)
+    if temperature_net:
+        count += conv_net_parameters(in_channels, embed_features, 1, embed_depth)
+    return count + (2 if score_norm else 0)
 
 
 class N3Block2d(nn.Module):
@@ -298,25 +423,27 @@ class N3Block2d(nn.Module):
         differences: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= window * window - 1:
-            raise ValueError(f"k must be an int in [1, {window * window - 1}], got {k!r}")
-        if in_channels < 1 or embed_features < 1 or embed_depth < 1:
-            raise ValueError(
-                f"in_channels, embed_features, embed_depth must be >= 1, got {in_channels}, "
-                f"{embed_features}, {embed_depth}"
-            )
-        if not temperature_bias > 0:
-            raise ValueError(f"temperature_bias must be positive, got {temperature_bias}")
-        if placement not in ("official", "paper"):
-            raise ValueError(f"placement must be 'official' or 'paper', got {placement!r}")
-        if backend not in ("fast", "reference"):
-            raise ValueError(f"backend must be 'fast' or 'reference', got {backend!r}")
-        patch_grid((patch_size, patch_size), patch_size, stride)  # validates p and s
+        in_channels = check_int("in_channels", in_channels, min=1)
+        _check_geometry(patch_size, stride, window)
+        patch_size, stride, window = int(patch_size), int(stride), int(window)
+        k = check_int("k", k, min=1, max=window * window - 1)
+        embed_channels = in_channels if embed_channels is None else check_int(
+            "embed_channels", embed_channels, min=1)
+        embed_features = check_int("embed_features", embed_features, min=1)
+        embed_depth = check_int("embed_depth", embed_depth, min=1)
+        temperature_bias = check_temperature_bias(temperature_bias)
+        temperature_net = check_bool("temperature_net", temperature_net)
+        score_norm = check_bool("score_norm", score_norm)
+        differences = check_bool("differences", differences)
+        check_choice("placement", placement, ("official", "paper"))
+        check_choice("backend", backend, ("fast", "reference"))
+        check_parameter_count(
+            block2d_parameters(in_channels, embed_channels, embed_features, embed_depth,
+                               temperature_net, score_norm), "N3Block2d")
         self.in_channels, self.k = in_channels, k
         self.patch_size, self.stride, self.window = patch_size, stride, window
         self.temperature_bias = temperature_bias
         self.placement, self.backend, self.differences = placement, backend, differences
-        embed_channels = embed_channels or in_channels
         self.embedding = conv_net(in_channels, embed_features, embed_channels, embed_depth)
         self.temperature_net: nn.Sequential | None = None
         if temperature_net:
@@ -336,22 +463,47 @@ class N3Block2d(nn.Module):
         """Smallest accepted image side, ``patch_size + stride·(window − 1)``."""
         return min_image_size(self.patch_size, self.stride, self.window)
 
-    def neighbours(self, x: Tensor) -> Tensor:
-        """The k neighbour images ``(B, k, C, H, W)`` of ``x``."""
+    def neighbours(self, x: Tensor, *, validate: bool = True) -> Tensor:
+        """The k neighbour images ``(B, k, C, H, W)`` of ``x`` (see :meth:`forward`)."""
+        peak = self._check(x, validate)
+        out = self._neighbours(x)
+        if validate:
+            check_finite_output(out, "N3Block2d", peak, self)
+        return out
+
+    def _check(self, x: Tensor, validate: bool) -> float:
         check_image_batch(x, self.in_channels, self.min_size, "N3Block2d")
+        return check_finite_images(("x", x)) if validate else 0.0
+
+    def _neighbours(self, x: Tensor) -> Tensor:
         log_t = None if self.temperature_net is None else self.temperature_net(x)
-        return n3_aggregate_2d(
-            x, self.embedding(x), log_t, self.k, patch_size=self.patch_size,
-            stride=self.stride, window=self.window, temperature_bias=self.temperature_bias,
-            score_norm=self.score_norm, placement=self.placement, backend=self.backend,
+        return _aggregate(
+            x, self.embedding(x), log_t, self.k, self.patch_size, self.stride, self.window,
+            self.temperature_bias, self.score_norm, self.placement, self.backend,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = n3_output_2d(x, self.neighbours(x), self.differences)
+    def forward(self, x: Tensor, *, validate: bool = True) -> Tensor:
+        """``[x, z₁ − x, …, zₖ − x]`` (or ``[x, z₁, …, zₖ]``); empty for an empty batch.
+
+        Args:
+            x: feature maps ``(B, C, H, W)``, ``H, W >= min_size``.
+            validate: check ``x`` for NaN/inf (naming the first bad pixel ``(b, c, y, x)``)
+                and the output for overflow: two host synchronisations. Callers that
+                checked their input already (e.g. :class:`~n3seq_image.N3Net`) pass
+                ``False``.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: wrong shape, too small, non-finite values, or an overflow inside.
+        """
+        peak = self._check(x, validate)
+        out = n3_output_2d(x, self._neighbours(x), self.differences)
         # Keep a channels-last network channels-last: on CPU its convolutions are up to 2×
         # faster, and a plain NCHW output here would make the next stage reorder its input.
         if is_channels_last(x):
             out = out.contiguous(memory_format=torch.channels_last)
+        if validate:
+            check_finite_output(out, "N3Block2d", peak, self)
         return out
 
     def extra_repr(self) -> str:

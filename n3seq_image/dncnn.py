@@ -6,12 +6,23 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from n3seq._checks import check_bool, check_int
+from n3seq_image.block2d import check_finite_output, check_parameter_count
+from n3seq_image.patches import check_finite_images
 
-def _check_positive(value: int, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+#: Most convolutions a DnCNN may have (DnCNN-17 has 17, VDSR 20).
+MAX_DEPTH = 1024
+
+#: The keys of :attr:`DnCNN.config`.
+CONFIG_KEYS = ("in_channels", "out_channels", "depth", "features", "batch_norm", "residual")
+
+
+def dncnn_parameters(in_channels: int, out_channels: int, depth: int, features: int,
+                     batch_norm: bool = True) -> int:
+    """Parameter count of a :class:`DnCNN` (computed without building it)."""
+    hidden = 9 * features * features + (2 * features if batch_norm else features)
+    return (9 * in_channels * features + features + (depth - 2) * hidden
+            + 9 * features * out_channels + out_channels)
 
 
 class DnCNN(nn.Module):
@@ -52,10 +63,14 @@ class DnCNN(nn.Module):
         residual: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels, "in_channels")
-        _check_positive(out_channels, "out_channels")
-        _check_positive(depth, "depth", minimum=2)
-        _check_positive(features, "features")
+        in_channels = check_int("in_channels", in_channels, min=1)
+        out_channels = check_int("out_channels", out_channels, min=1)
+        depth = check_int("depth", depth, min=2, max=MAX_DEPTH)
+        features = check_int("features", features, min=1)
+        batch_norm = check_bool("batch_norm", batch_norm)
+        residual = check_bool("residual", residual)
+        check_parameter_count(
+            dncnn_parameters(in_channels, out_channels, depth, features, batch_norm), "DnCNN")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.depth, self.features = depth, features
         self.batch_norm, self.residual = batch_norm, residual
@@ -79,12 +94,18 @@ class DnCNN(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DnCNN:
-        """Builds a model from :attr:`config`."""
+        """Builds a model from :attr:`config`, every field checked before any allocation.
+
+        Raises:
+            TypeError: ``config`` is not a dict, or a field has the wrong type.
+            ValueError: an unknown key, a value out of range, or a model too large (more than
+                :data:`~n3seq_image.block2d.MAX_PARAMETERS` parameters).
+        """
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
-        unknown = sorted(set(config) - set(cls().config))
+        unknown = sorted((str(key) for key in config if key not in CONFIG_KEYS), key=str)
         if unknown:
-            raise ValueError(f"unknown DnCNN config keys {unknown}")
+            raise ValueError(f"unknown DnCNN config keys {unknown}; known: {list(CONFIG_KEYS)}")
         return cls(**config)
 
     def reset_parameters(self) -> None:
@@ -98,13 +119,29 @@ class DnCNN(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, validate: bool = True) -> Tensor:
+        """Denoises (or maps) ``x``; an empty batch gives an empty output.
+
+        Args:
+            x: images ``(B, in_channels, H, W)``.
+            validate: check ``x`` for NaN/inf (naming the first bad pixel ``(b, c, y, x)``)
+                and the output for overflow: two host synchronisations. Callers that
+                checked their input already (e.g. :class:`~n3seq_image.N3Net`) pass
+                ``False``.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: wrong shape, non-finite values, or an overflow inside the network.
+        """
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        peak = check_finite_images(("x", x)) if validate else 0.0
         y = self.tail(self.body(self.head(x).relu_()))
         if self.residual:
             c = min(self.in_channels, self.out_channels)
@@ -112,6 +149,8 @@ class DnCNN(nn.Module):
                 y = y + x[:, :c]
             else:
                 y = y + nn.functional.pad(x[:, :c], (0, 0, 0, 0, 0, self.out_channels - c))
+        if validate:
+            check_finite_output(y, "DnCNN", peak, self)
         return y
 
     def extra_repr(self) -> str:

@@ -18,7 +18,12 @@ def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
         >>> preferred_memory_format("cpu")
         torch.channels_last
     """
-    if torch.device(device).type == "cpu":
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device or a name like 'cpu' or 'cuda:0', "
+                         f"got {device!r}") from err
+    if kind == "cpu":
         return torch.channels_last
     return torch.contiguous_format
 
@@ -29,5 +34,7 @@ def is_channels_last(x: torch.Tensor) -> bool:
     A tensor with one channel (or 1×1 images) is both; it says nothing about the format a
     network runs in, so it counts as not channels-last.
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
         and not x.is_contiguous()

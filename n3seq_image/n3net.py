@@ -7,14 +7,24 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from n3seq._checks import check_bool, check_choice, check_int
 from n3seq_image.block2d import (
     Backend,
     N3Block2d,
     Placement,
+    _check_geometry,
+    block2d_parameters,
+    check_finite_output,
     check_image_batch,
+    check_parameter_count,
+    check_temperature_bias,
     min_image_size,
 )
-from n3seq_image.dncnn import DnCNN
+from n3seq_image.dncnn import MAX_DEPTH, DnCNN, dncnn_parameters
+from n3seq_image.patches import check_finite_images
+
+#: Most DnCNN stages an N3Net may have.
+MAX_STAGES = 64
 
 
 class N3Net(nn.Module):
@@ -87,10 +97,27 @@ class N3Net(nn.Module):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
-            raise ValueError(f"stages must be an int >= 1, got {stages!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"k must be an int >= 0, got {k!r}")
+        # Every field is type- and range-checked, and the size bounded, before anything is
+        # allocated: configs also come from weights files (see ``from_config``).
+        in_channels = check_int("in_channels", in_channels, min=1)
+        out_channels = check_int("out_channels", out_channels, min=1)
+        stages = check_int("stages", stages, min=1, max=MAX_STAGES)
+        depth = check_int("depth", depth, min=2, max=MAX_DEPTH)
+        features = check_int("features", features, min=1)
+        stage_channels = check_int("stage_channels", stage_channels, min=1)
+        _check_geometry(patch_size, stride, window)
+        patch_size, stride, window = int(patch_size), int(stride), int(window)
+        k = check_int("k", k, min=0, max=window * window - 1)
+        embed_features = check_int("embed_features", embed_features, min=1)
+        embed_depth = check_int("embed_depth", embed_depth, min=1, max=MAX_DEPTH)
+        temperature_bias = check_temperature_bias(temperature_bias)
+        score_norm = check_bool("score_norm", score_norm)
+        batch_norm = check_bool("batch_norm", batch_norm)
+        check_choice("placement", placement, ("official", "paper"))
+        check_choice("backend", backend, ("fast", "reference"))
+        check_parameter_count(_parameters(
+            in_channels, out_channels, stages, depth, features, stage_channels, k,
+            embed_features, embed_depth, score_norm, batch_norm), "N3Net")
         self._config: dict[str, Any] = {
             "in_channels": in_channels, "out_channels": out_channels, "stages": stages,
             "depth": depth, "features": features, "stage_channels": stage_channels, "k": k,
@@ -124,11 +151,21 @@ class N3Net(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> N3Net:
-        """Builds a model from :attr:`config` (e.g. read back from a checkpoint's JSON)."""
+        """Builds a model from :attr:`config` (e.g. read back from a checkpoint's JSON).
+
+        Every field is type- and range-checked and the parameter count bounded (see
+        :data:`~n3seq_image.block2d.MAX_PARAMETERS`) before anything is allocated, so a hostile
+        config such as ``{"features": 10**8, "depth": 100}`` is refused with a message.
+
+        Raises:
+            TypeError: ``config`` is not a dict, or a field has the wrong type (e.g. a float
+                where an int is needed).
+            ValueError: an unknown key, a value out of range, or a model too large.
+        """
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         known = set(_CONFIG_KEYS)
-        unknown = sorted(set(config) - known)
+        unknown = sorted((str(key) for key in config if key not in known), key=str)
         if unknown:
             raise ValueError(f"unknown N3Net config keys {unknown}; known: {sorted(known)}")
         return cls(**config)
@@ -153,20 +190,48 @@ class N3Net(nn.Module):
 
     def set_backend(self, backend: Backend) -> N3Net:
         """Switches every N³ block to ``backend`` (``"fast"`` or ``"reference"``)."""
-        if backend not in ("fast", "reference"):
-            raise ValueError(f"backend must be 'fast' or 'reference', got {backend!r}")
+        check_choice("backend", backend, ("fast", "reference"))
         for block in self.n3blocks:
             block.backend = backend
         self._config["backend"] = backend
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        """Denoises ``x``; an empty batch gives an empty output.
+
+        The image is checked once here (one host synchronisation; the stages and blocks run
+        unchecked) and the output once for overflow.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: wrong shape or too small; NaN/inf in ``x`` (the message names the
+                first bad pixel ``(b, c, y, x)`` and its value); an output that overflows
+                although ``x`` is finite.
+        """
         check_image_batch(x, self.in_channels, self.min_size, "N3Net")
+        peak = check_finite_images(("x", x))
         for i, stage in enumerate(self.stages):
-            x = stage(x)
+            x = stage(x, validate=False)
             if i < len(self.n3blocks):
-                x = self.n3blocks[i](x)
+                x = self.n3blocks[i](x, validate=False)
+        check_finite_output(x, "N3Net", peak, self)
         return x
+
+
+def _parameters(in_channels: int, out_channels: int, stages: int, depth: int, features: int,
+                stage_channels: int, k: int, embed_features: int, embed_depth: int,
+                score_norm: bool, batch_norm: bool) -> int:
+    """Parameter count of an :class:`N3Net` (computed without building it)."""
+    between = (k + 1) * stage_channels
+    count = 0
+    for i in range(stages):
+        c_in = in_channels if i == 0 else between
+        c_out = out_channels if i == stages - 1 else stage_channels
+        count += dncnn_parameters(c_in, c_out, depth, features, batch_norm)
+    if k > 0:
+        count += (stages - 1) * block2d_parameters(
+            stage_channels, stage_channels, embed_features, embed_depth, True, score_norm)
+    return count
 
 
 _CONFIG_KEYS = (

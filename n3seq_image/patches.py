@@ -15,17 +15,38 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from n3seq._checks import check_int, finite_abs_max
+
+
+def check_finite_images(*named: tuple[str, Tensor | None]) -> float:
+    """Raises if an image tensor ``(B, C, H, W)`` holds NaN or ±inf; returns the largest |value|.
+
+    One host synchronisation for all tensors (:func:`n3seq._checks.finite_abs_max`); the
+    message names the argument, the count, the first bad pixel ``(b, c, y, x)`` and its value.
+    Returns 0 while data checks are off (torch.compile tracing, ``torch.func`` transforms).
+
+    Args:
+        named: ``(argument name, tensor or None)`` pairs; ``None`` entries are skipped.
+    """
+    values = [(x, name, None, "pixels (b, c, y, x)") for name, x in named if x is not None]
+    maxima = finite_abs_max(values) if values else None
+    return max(maxima, default=0.0) if maxima else 0.0
+
 
 def _check_size_args(patch_size: int, stride: int) -> None:
     for name, value in (("patch_size", patch_size), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+        check_int(name, value, min=1)
     if stride > patch_size:
         raise ValueError(
             f"stride={stride} > patch_size={patch_size} would leave pixels uncovered"
         )
+
+
+def _check_pair(size: object, name: str) -> None:
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise TypeError(f"{name} must be a pair (H, W) of ints, got {size!r}")
+    for i, value in enumerate(size):
+        check_int(f"{name}[{i}]", value, min=1)
 
 
 def patch_padding(length: int, patch_size: int, stride: int) -> tuple[int, int]:
@@ -38,6 +59,7 @@ def patch_padding(length: int, patch_size: int, stride: int) -> tuple[int, int]:
         ((2, 2), (1, 2))
     """
     _check_size_args(patch_size, stride)
+    length = check_int("length", length, min=0)
     if length < patch_size:
         raise ValueError(f"an axis of length {length} is shorter than patch_size={patch_size}")
     total = (-(length - patch_size)) % stride
@@ -51,6 +73,7 @@ def patch_grid(size: tuple[int, int], patch_size: int, stride: int) -> tuple[int
         >>> patch_grid((256, 256), 10, 5)
         (51, 51)
     """
+    _check_pair(size, "size")
     counts = []
     for length in size:
         before, after = patch_padding(length, patch_size, stride)
@@ -135,6 +158,9 @@ def fold_patches(
     if not isinstance(tokens, Tensor) or tokens.dim() != 3:
         shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
         raise ValueError(f"tokens must have shape (B, N, C·p·p), got {shape}")
+    if not tokens.is_floating_point():
+        raise TypeError(f"tokens must be a floating-point tensor, got dtype {tokens.dtype}")
+    _check_pair(size, "size")
     h, w = size
     n1, n2 = patch_grid((h, w), patch_size, stride)
     _, n, d = tokens.shape

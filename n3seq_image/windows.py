@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_bool, check_int
+
 
 def window_starts(length: int, window: int, device: torch.device | str | None = None) -> Tensor:
     """First index of the window of each position along one axis, shifted inward at borders.
@@ -15,8 +17,8 @@ def window_starts(length: int, window: int, device: torch.device | str | None = 
         >>> window_starts(6, 3)
         tensor([0, 0, 1, 2, 3, 3])
     """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+    window = check_int("window", window, min=1)
+    length = check_int("length", length, min=0)
     if length < window:
         raise ValueError(f"an axis of {length} positions is smaller than the window {window}")
     return (torch.arange(length, device=device) - window // 2).clamp(0, length - window)
@@ -52,7 +54,11 @@ def window_candidates_2d(
         >>> window_candidates_2d((20, 30), window=15).shape
         torch.Size([1, 600, 224])
     """
-    n1, n2 = grid
+    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+        raise TypeError(f"grid must be a pair (n1, n2) of ints, got {grid!r}")
+    n1, n2 = check_int("grid[0]", grid[0], min=1), check_int("grid[1]", grid[1], min=1)
+    window = check_int("window", window, min=1)
+    exclude_self = check_bool("exclude_self", exclude_self)
     if n1 < window or n2 < window:
         raise ValueError(f"grid {tuple(grid)} is smaller than the window {window}×{window}")
     r0 = window_starts(n1, window, device)

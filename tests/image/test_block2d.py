@@ -255,3 +255,141 @@ class TestN3Block2d:
             n3_aggregate_2d(y, y, torch.rand(1, 2, 80, 80), 3)
         with pytest.raises(ValueError, match="exceeds the 224 candidates"):
             n3_aggregate_2d(y, y, None, 225)
+
+
+# --- Bad and unusual inputs (issue 9) -------------------------------------------------------
+
+BLOCK_CONSTRUCTOR_CASES = [
+    ({"k": 0}, ValueError, "k must be >= 1"),
+    ({"k": 225}, ValueError, "k must be <= 224"),
+    ({"k": 2.5}, TypeError, "k must be an int, got float"),
+    ({"k": True}, TypeError, "k must be an int, got bool"),
+    ({"in_channels": 0}, ValueError, "in_channels must be >= 1"),
+    ({"in_channels": 8.0}, TypeError, "in_channels must be an int"),
+    ({"patch_size": "10"}, TypeError, "patch_size must be an int, got str"),
+    ({"stride": 0}, ValueError, "stride must be >= 1"),
+    ({"window": 2.5}, TypeError, "window must be an int, got float"),
+    ({"window": 0}, ValueError, "window must be >= 1"),
+    ({"embed_channels": 0}, ValueError, "embed_channels must be >= 1"),
+    ({"embed_features": -1}, ValueError, "embed_features must be >= 1"),
+    ({"embed_depth": 1.5}, TypeError, "embed_depth must be an int"),
+    ({"embed_features": 10**5}, ValueError, "refusing to build it"),
+    ({"temperature_bias": 0.0}, ValueError, "temperature_bias must be positive"),
+    ({"temperature_bias": 1e-40}, ValueError, "smallest normal float32"),
+    ({"temperature_bias": float("inf")}, ValueError, "temperature_bias must be finite"),
+    ({"temperature_bias": None}, TypeError, "temperature_bias must be a real number"),
+    ({"temperature_net": "yes"}, TypeError, r"temperature_net must be a bool \(True or False\)"),
+    ({"score_norm": 0}, TypeError, r"score_norm must be a bool \(True or False\)"),
+    ({"differences": None}, TypeError, r"differences must be a bool \(True or False\)"),
+    ({"placement": "both"}, ValueError, "placement must be one of 'official', 'paper'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'fast', 'reference'"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), BLOCK_CONSTRUCTOR_CASES)
+def test_block_constructor_exception_table(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        N3Block2d(**kwargs)
+
+
+def _image(shape, value=None, where=None):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    if value is not None:
+        x[where] = value
+    return x
+
+
+BLOCK_FORWARD_CASES = [
+    (3.0, TypeError, "x must be a torch.Tensor, got float"),
+    (torch.ones(1, 2, 16, 16, dtype=torch.int32), TypeError, "floating-point tensor"),
+    (torch.rand(1, 3, 16, 16), ValueError, r"x must have shape \(B, 2, H, W\)"),
+    (torch.rand(1, 2, 11, 16), ValueError, r"at least 12×12 px"),
+    (_image((2, 2, 16, 16), float("nan"), (1, 1, 3, 4)), ValueError,
+     r"x contains 1 non-finite \(NaN/Inf\) value\(s\) at pixels \(b, c, y, x\) "
+     r"\(first at index \(1, 1, 3, 4\), value nan\)"),
+    (_image((1, 2, 16, 16), float("inf"), (0, 0, 15, 0)), ValueError,
+     r"first at index \(0, 0, 15, 0\), value inf\)"),
+    (torch.full((1, 2, 16, 16), 1e30) * _image((1, 2, 16, 16)), OverflowError,
+     "overflow float32 inside N3Block2d"),
+]
+
+
+@pytest.mark.parametrize("method", ["forward", "neighbours"])
+@pytest.mark.parametrize(("x", "exc", "match"), BLOCK_FORWARD_CASES)
+def test_block_forward_exception_table(x, exc, match, method):
+    torch.manual_seed(0)
+    block = N3Block2d(2, k=2, embed_features=4, patch_size=4, stride=2, window=5).eval()
+    with torch.no_grad(), pytest.raises(exc, match=match):
+        getattr(block, method)(x)
+
+
+def test_block_nan_message_names_the_input_not_the_scores():
+    block = N3Block2d().eval()
+    with pytest.raises(ValueError, match=r"^x contains 1 non-finite \(NaN/Inf\).*value inf\)$"):
+        block(_image((1, 8, 80, 80), float("inf"), (0, 3, 5, 7)))
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+@pytest.mark.parametrize("train", [False, True])
+def test_block_empty_batch_gives_empty_output(backend, train):
+    block = N3Block2d(2, k=3, embed_features=4, patch_size=4, stride=2, window=5,
+                      backend=backend).train(train)
+    x = torch.rand(0, 2, 16, 18, requires_grad=True)
+    out = block(x)
+    assert out.shape == (0, 8, 16, 18)
+    out.sum().backward()
+    assert block.neighbours(x).shape == (0, 3, 2, 16, 18)
+    y = torch.rand(0, 2, 80, 80)
+    assert n3_aggregate_2d(y, y, None, 3, backend=backend).shape == (0, 3, 2, 80, 80)
+
+
+def test_block_forward_does_not_revalidate_through_public_continuous_knn(monkeypatch):
+    import n3seq.relaxation
+
+    def public_path(*args, **kwargs):
+        raise AssertionError("the public continuous_knn validated internal scores")
+
+    monkeypatch.setattr(n3seq.relaxation, "_validate_scores", public_path)
+    block = N3Block2d(2, k=2, embed_features=4, patch_size=4, stride=2, window=5)
+    assert block(torch.rand(1, 2, 16, 16)).shape == (1, 6, 16, 16)
+    assert block(torch.rand(1, 2, 16, 16), validate=False).shape == (1, 6, 16, 16)
+
+
+def _aggregate_call(**kwargs):
+    y = _image((1, 2, 16, 16))
+    args = {"y": y, "embedding": y.clone(), "log_temperature": None, "k": 3,
+            "patch_size": 4, "stride": 2, "window": 5}
+    args.update(kwargs)
+    return n3_aggregate_2d(args.pop("y"), args.pop("embedding"), args.pop("log_temperature"),
+                           args.pop("k"), **args)
+
+
+AGGREGATE_CASES = [
+    ({"y": _image((1, 2, 16, 16), float("nan"), (0, 1, 2, 3))}, ValueError,
+     r"^y contains 1 non-finite \(NaN/Inf\) value\(s\) at pixels \(b, c, y, x\) "
+     r"\(first at index \(0, 1, 2, 3\), value nan\)"),
+    ({"embedding": _image((1, 3, 16, 16), -float("inf"), (0, 2, 9, 9))}, ValueError,
+     r"^embedding contains .* \(first at index \(0, 2, 9, 9\), value -inf\)"),
+    ({"log_temperature": _image((1, 1, 16, 16), float("nan"), (0, 0, 0, 1))}, ValueError,
+     r"^log_temperature contains .* \(first at index \(0, 0, 0, 1\), value nan\)"),
+    ({"embedding": _image((1, 3, 16, 16)) * 1e30}, OverflowError,
+     "overflow float32 inside n3_aggregate_2d"),
+    ({"y": torch.ones(1, 2, 16, 16, dtype=torch.long)}, TypeError, "y must be a floating"),
+    ({"embedding": torch.rand(1, 2, 16, 17)}, ValueError, "embedding must have shape"),
+    ({"k": 2.5}, TypeError, "k must be an int, got float"),
+    ({"k": 0}, ValueError, "k must be >= 1"),
+    ({"k": 25}, ValueError, "exceeds the 24 candidates"),
+    ({"window": 5.0}, TypeError, "window must be an int, got float"),
+    ({"patch_size": True}, TypeError, "patch_size must be an int, got bool"),
+    ({"stride": 5}, ValueError, "stride=5 > patch_size=4"),
+    ({"temperature_bias": 1e-45}, ValueError, "smallest normal float32"),
+    ({"temperature_bias": -1.0}, ValueError, "temperature_bias must be positive"),
+    ({"placement": "Official"}, ValueError, "placement must be one of 'official', 'paper'"),
+    ({"backend": None}, ValueError, "backend must be one of 'fast', 'reference'"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), AGGREGATE_CASES)
+def test_aggregate_exception_table(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        _aggregate_call(**kwargs)

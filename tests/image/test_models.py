@@ -125,3 +125,205 @@ class TestN3Net:
             ref = net.set_backend("reference")(x)
         torch.testing.assert_close(fast, ref)
         assert net.config["backend"] == "reference"
+
+
+# --- Bad and unusual inputs (issue 9): one table per public entry point ---------------------
+
+def tiny_n3net(**kwargs) -> N3Net:
+    torch.manual_seed(0)
+    return N3Net(features=4, embed_features=4, depth=3, stage_channels=2, **kwargs).eval()
+
+
+def bad_pixel(value: float, shape=(1, 1, 80, 80), where=(0, 0, 5, 7)) -> torch.Tensor:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    x[where] = value
+    return x
+
+
+N3NET_CONSTRUCTOR_CASES = [
+    ({"features": 1e8, "depth": 100}, TypeError, "features must be an int, got float"),
+    ({"features": 10**8, "depth": 100}, ValueError, "parameters .* refusing to build it"),
+    ({"features": 10**5}, ValueError, "refusing to build it"),
+    ({"stages": 0}, ValueError, "stages must be >= 1"),
+    ({"stages": 10**6}, ValueError, "stages must be <= 64"),
+    ({"stages": True}, TypeError, "stages must be an int, got bool"),
+    ({"depth": 1}, ValueError, "depth must be >= 2"),
+    ({"depth": 10**6, "features": 1}, ValueError, "depth must be <= 1024"),
+    ({"depth": 6.0}, TypeError, "depth must be an int, got float"),
+    ({"k": -1}, ValueError, "k must be >= 0"),
+    ({"k": 2.0}, TypeError, "k must be an int, got float"),
+    ({"k": 225}, ValueError, "k must be <= 224"),
+    ({"in_channels": 0}, ValueError, "in_channels must be >= 1"),
+    ({"out_channels": "1"}, TypeError, "out_channels must be an int, got str"),
+    ({"stage_channels": 0}, ValueError, "stage_channels must be >= 1"),
+    ({"patch_size": 0}, ValueError, "patch_size must be >= 1"),
+    ({"stride": 11}, ValueError, "stride=11 > patch_size=10"),
+    ({"window": 0}, ValueError, "window must be >= 1"),
+    ({"window": 15.0}, TypeError, "window must be an int, got float"),
+    ({"embed_features": 0}, ValueError, "embed_features must be >= 1"),
+    ({"embed_depth": 0}, ValueError, "embed_depth must be >= 1"),
+    ({"temperature_bias": 0.0}, ValueError, "temperature_bias must be positive"),
+    ({"temperature_bias": 1e-45}, ValueError, "smallest normal float32"),
+    ({"temperature_bias": float("nan")}, ValueError, "temperature_bias must be finite"),
+    ({"temperature_bias": float("inf")}, ValueError, "temperature_bias must be finite"),
+    ({"temperature_bias": "0.1"}, TypeError, "temperature_bias must be a real number, got str"),
+    ({"score_norm": 1}, TypeError, r"score_norm must be a bool \(True or False\), got int"),
+    ({"batch_norm": "no"}, TypeError, r"batch_norm must be a bool \(True or False\), got str"),
+    ({"placement": "both"}, ValueError, "placement must be one of 'official', 'paper'"),
+    ({"backend": "gpu"}, ValueError, "backend must be one of 'fast', 'reference'"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), N3NET_CONSTRUCTOR_CASES)
+def test_n3net_constructor_exception_table(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        N3Net(**kwargs)
+    with pytest.raises(exc, match=match):
+        N3Net.from_config(kwargs)
+
+
+@pytest.mark.parametrize(("config", "exc", "match"), [
+    ([1], TypeError, "config must be a dict, got list"),
+    ({"colour": True}, ValueError, "unknown N3Net config keys"),
+    ({1: 2}, ValueError, r"unknown N3Net config keys \['1'\]"),
+])
+def test_n3net_from_config_exception_table(config, exc, match):
+    with pytest.raises(exc, match=match):
+        N3Net.from_config(config)
+
+
+def test_hostile_config_refused_before_any_allocation(monkeypatch):
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(nn.Conv2d, "__init__", no_allocation)
+    with pytest.raises(ValueError, match="refusing to build it"):
+        N3Net.from_config({"features": 10**8, "depth": 100})
+    with pytest.raises(ValueError, match="refusing to build it"):
+        DnCNN.from_config({"features": 10**6})
+
+
+def test_numpy_integers_accepted_and_stored_as_int():
+    np = pytest.importorskip("numpy")
+    net = N3Net(features=np.int64(4), embed_features=np.int32(4), depth=3, stage_channels=2)
+    assert type(net.config["features"]) is int
+    assert json.loads(json.dumps(net.config)) == net.config
+
+
+N3NET_FORWARD_CASES = [
+    ([[0.5]], TypeError, "x must be a torch.Tensor, got list"),
+    (torch.zeros(1, 1, 80, 80, dtype=torch.long), TypeError, "floating-point tensor"),
+    (torch.rand(1, 3, 80, 80), ValueError, r"x must have shape \(B, 1, H, W\)"),
+    (torch.rand(1, 1, 79, 80), ValueError, r"at least 80×80 px"),
+    (bad_pixel(float("nan")), ValueError,
+     r"x contains 1 non-finite \(NaN/Inf\) value\(s\) at pixels \(b, c, y, x\) "
+     r"\(first at index \(0, 0, 5, 7\), value nan\)"),
+    (bad_pixel(float("inf")), ValueError, r"first at index \(0, 0, 5, 7\), value inf\)"),
+    (bad_pixel(-float("inf"), where=(0, 0, 79, 3)), ValueError,
+     r"first at index \(0, 0, 79, 3\), value -inf\)"),
+    (torch.rand(1, 1, 80, 80) * 1e30, OverflowError, "overflow float32 inside N3Net"),
+    (torch.full((1, 1, 80, 80), 3e38), OverflowError, "overflow float32 inside N3Net"),
+]
+
+
+@pytest.mark.parametrize(("x", "exc", "match"), N3NET_FORWARD_CASES)
+def test_n3net_forward_exception_table(x, exc, match):
+    with torch.no_grad(), pytest.raises(exc, match=match):
+        tiny_n3net()(x)
+
+
+def test_nan_pixel_is_reported_for_the_image_not_an_internal_tensor():
+    # Before: "scores contains 50400 NaN/Inf value(s) (first at index (0,0,0), value nan)".
+    x = bad_pixel(float("nan"), shape=(2, 1, 85, 90), where=(1, 0, 40, 88))
+    with pytest.raises(ValueError) as info:
+        tiny_n3net()(x)
+    message = str(info.value)
+    assert message.startswith("x contains 1 non-finite (NaN/Inf) value(s)")
+    assert "(first at index (1, 0, 40, 88), value nan)" in message and "scores" not in message
+
+
+def test_n3net_checks_the_image_once_and_runs_the_relaxation_unchecked(monkeypatch):
+    import n3seq.relaxation
+    from n3seq_image import block2d, dncnn, n3net
+
+    def public_path(*args, **kwargs):
+        raise AssertionError("the public continuous_knn validated internal scores")
+
+    monkeypatch.setattr(n3seq.relaxation, "_validate_scores", public_path)
+    calls = []
+    for module in (n3net, dncnn, block2d):
+        original = module.check_finite_images
+        monkeypatch.setattr(module, "check_finite_images",
+                            lambda *a, _f=original, **k: calls.append(a) or _f(*a, **k))
+    out = tiny_n3net()(torch.rand(1, 1, 80, 84))
+    assert out.shape == (1, 1, 80, 84)
+    assert len(calls) == 1 and calls[0][0][0] == "x"
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_n3net_empty_batch_gives_empty_output(train):
+    net = tiny_n3net().train(train)
+    x = torch.rand(0, 1, 80, 90, requires_grad=True)
+    out = net(x)
+    assert out.shape == (0, 1, 80, 90)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1e-3, 1.0, 1e3, 1e10, 1e15])
+def test_n3net_finite_in_finite_out_over_scales(scale):
+    x = torch.rand(1, 1, 80, 82, generator=torch.Generator().manual_seed(1)) * scale
+    with torch.no_grad():
+        out = tiny_n3net()(x)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_non_finite_parameters_are_named():
+    net = tiny_n3net()
+    with torch.no_grad():
+        net.stages[1].tail.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"parameters \['stages.1.tail.bias'\] are not finite"):
+        net(torch.rand(1, 1, 80, 80))
+
+
+DNCNN_CONSTRUCTOR_CASES = [
+    ({"in_channels": 0}, ValueError, "in_channels must be >= 1"),
+    ({"in_channels": 1.0}, TypeError, "in_channels must be an int, got float"),
+    ({"out_channels": True}, TypeError, "out_channels must be an int, got bool"),
+    ({"depth": 1}, ValueError, "depth must be >= 2"),
+    ({"depth": 5000}, ValueError, "depth must be <= 1024"),
+    ({"features": 0}, ValueError, "features must be >= 1"),
+    ({"features": 10**6}, ValueError, "refusing to build it"),
+    ({"batch_norm": "yes"}, TypeError, r"batch_norm must be a bool \(True or False\)"),
+    ({"residual": None}, TypeError, r"residual must be a bool \(True or False\)"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), DNCNN_CONSTRUCTOR_CASES)
+def test_dncnn_constructor_exception_table(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        DnCNN(**kwargs)
+    with pytest.raises(exc, match=match):
+        DnCNN.from_config(kwargs)
+
+
+@pytest.mark.parametrize(("x", "exc", "match"), [
+    ("image", TypeError, "x must be a torch.Tensor, got str"),
+    (torch.zeros(1, 1, 9, 9, dtype=torch.uint8), TypeError, "floating-point tensor"),
+    (torch.rand(1, 9, 9), ValueError, r"x must have shape \(B, 1, H, W\)"),
+    (bad_pixel(float("nan"), shape=(2, 1, 9, 9), where=(1, 0, 2, 3)), ValueError,
+     r"first at index \(1, 0, 2, 3\), value nan\)"),
+    (torch.full((1, 1, 9, 9), 3e38), OverflowError, "overflow float32 inside DnCNN"),
+])
+def test_dncnn_forward_exception_table(x, exc, match):
+    torch.manual_seed(0)
+    with torch.no_grad(), pytest.raises(exc, match=match):
+        DnCNN(depth=3, features=4).eval()(x)
+
+
+def test_dncnn_empty_batch_and_from_config_errors():
+    assert DnCNN(depth=3, features=4)(torch.rand(0, 1, 9, 9)).shape == (0, 1, 9, 9)
+    with pytest.raises(TypeError, match="config must be a dict, got list"):
+        DnCNN.from_config([3])
+    with pytest.raises(ValueError, match=r"unknown DnCNN config keys \['2'\]"):
+        DnCNN.from_config({2: 3})

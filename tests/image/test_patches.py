@@ -139,3 +139,72 @@ class TestWindows:
     def test_grid_smaller_than_window_rejected(self):
         with pytest.raises(ValueError, match="smaller than the window"):
             window_candidates_2d((14, 30), 15)
+
+
+# --- Bad and unusual inputs (issue 9) -------------------------------------------------------
+
+from n3seq_image.memory_format import is_channels_last, preferred_memory_format  # noqa: E402
+from n3seq_image.windows import window_starts  # noqa: E402
+
+PATCH_CASES = [
+    (lambda: extract_patches(torch.rand(1, 1, 20, 20), 10.0, 5), TypeError,
+     "patch_size must be an int, got float"),
+    (lambda: extract_patches(torch.rand(1, 1, 20, 20), 10, True), TypeError,
+     "stride must be an int, got bool"),
+    (lambda: extract_patches(torch.rand(1, 1, 20, 20), 0, 1), ValueError,
+     "patch_size must be >= 1"),
+    (lambda: extract_patches(torch.rand(1, 1, 20, 20), 5, 10), ValueError,
+     "stride=10 > patch_size=5"),
+    (lambda: extract_patches(torch.ones(1, 1, 20, 20, dtype=torch.long), 10, 5), TypeError,
+     "x must be a floating-point tensor"),
+    (lambda: extract_patches(torch.rand(20, 20), 10, 5), ValueError,
+     r"x must have shape \(B, C, H, W\)"),
+    (lambda: extract_patches(torch.rand(1, 1, 5, 20), 10, 5), ValueError,
+     "smaller than patch_size=10"),
+    (lambda: fold_patches(torch.rand(1, 9, 100), (20.0, 20), 10, 5), TypeError,
+     "size\\[0\\] must be an int, got float"),
+    (lambda: fold_patches(torch.rand(1, 9, 100), 20, 10, 5), TypeError,
+     r"size must be a pair \(H, W\)"),
+    (lambda: fold_patches(torch.ones(1, 9, 100, dtype=torch.long), (20, 20), 10, 5),
+     TypeError, "tokens must be a floating-point tensor"),
+    (lambda: fold_patches(torch.rand(1, 8, 100), (20, 20), 10, 5), ValueError,
+     r"expected \(B, 9, C·10²\)"),
+    (lambda: fold_patches(torch.rand(9, 100), (20, 20), 10, 5), ValueError,
+     r"tokens must have shape \(B, N, C·p·p\)"),
+    (lambda: patch_grid((-3, 20), 10, 5), ValueError, r"size\[0\] must be >= 1"),
+    (lambda: patch_grid((20, 20, 3), 10, 5), TypeError, "size must be a pair"),
+    (lambda: patch_padding(25.5, 10, 5), TypeError, "length must be an int, got float"),
+    (lambda: patch_padding(5, 10, 5), ValueError, "shorter than patch_size=10"),
+    (lambda: window_candidates_2d((20, 30), 2.5), TypeError, "window must be an int, got float"),
+    (lambda: window_candidates_2d((20, 30), 0), ValueError, "window must be >= 1"),
+    (lambda: window_candidates_2d((20, 30), 3, exclude_self="no"), TypeError,
+     "exclude_self must be a bool \\(True or False\\), got str"),
+    (lambda: window_candidates_2d(20, 3), TypeError, r"grid must be a pair \(n1, n2\)"),
+    (lambda: window_candidates_2d((20.0, 30), 3), TypeError, r"grid\[0\] must be an int"),
+    (lambda: window_candidates_2d((4, 30), 5), ValueError, "smaller than the window 5×5"),
+    (lambda: window_starts(6, True), TypeError, "window must be an int, got bool"),
+    (lambda: window_starts(6.0, 3), TypeError, "length must be an int, got float"),
+    (lambda: window_starts(2, 3), ValueError, "smaller than the window 3"),
+    (lambda: preferred_memory_format("bogus"), ValueError, "device must be a torch device"),
+    (lambda: is_channels_last([1, 2]), TypeError, "x must be a torch.Tensor, got list"),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), PATCH_CASES)
+def test_patch_and_window_exception_table(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_numpy_integers_accepted():
+    np = pytest.importorskip("numpy")
+    x = torch.rand(1, 1, 20, 20)
+    torch.testing.assert_close(extract_patches(x, np.int64(10), np.int32(5)),
+                               extract_patches(x, 10, 5))
+    assert window_candidates_2d((np.int64(20), 30), np.int64(15)).shape == (1, 600, 224)
+
+
+def test_empty_batch_round_trips():
+    tokens = extract_patches(torch.rand(0, 2, 20, 23), 10, 5)
+    assert tokens.shape == (0, 12, 200)
+    assert fold_patches(tokens, (20, 23), 10, 5).shape == (0, 2, 20, 23)
