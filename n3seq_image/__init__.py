@@ -1,20 +1,64 @@
-"""n3seq_image: the N³ image adapter (patches, windows, N3Block2d, DnCNN, N3Net)."""
+"""n3seq_image: the N³ image adapter (patches, windows, N3Block2d, DnCNN, N3Net, VDSR)."""
 
-from n3seq_image.block2d import N3Block2d, n3_aggregate_2d, n3_output_2d
-from n3seq_image.dncnn import DnCNN
-from n3seq_image.memory_format import preferred_memory_format
-from n3seq_image.n3net import N3Net
-from n3seq_image.patches import (
-    ExtractPatches,
-    FoldPatches,
-    extract_patches,
-    fold_patches,
-    patch_grid,
-    patch_padding,
-)
-from n3seq_image.windows import window_candidates_2d
+# Names are imported on first use (PEP 562), so that importing a submodule, e.g. a command
+# line's argument parser, does not import torch: ``--help`` stays instant.
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from n3seq_image.block2d import N3Block2d, n3_aggregate_2d, n3_output_2d
+    from n3seq_image.dncnn import DnCNN
+    from n3seq_image.memory_format import preferred_memory_format
+    from n3seq_image.n3net import N3Net
+    from n3seq_image.patches import (
+        ExtractPatches,
+        FoldPatches,
+        extract_patches,
+        fold_patches,
+        patch_grid,
+        patch_padding,
+    )
+    from n3seq_image.vdsr import VDSR
+    from n3seq_image.windows import window_candidates_2d
+
+_LAZY = {
+    "N3Block2d": "n3seq_image.block2d",
+    "n3_aggregate_2d": "n3seq_image.block2d",
+    "n3_output_2d": "n3seq_image.block2d",
+    "DnCNN": "n3seq_image.dncnn",
+    "preferred_memory_format": "n3seq_image.memory_format",
+    "N3Net": "n3seq_image.n3net",
+    "VDSR": "n3seq_image.vdsr",
+    "ExtractPatches": "n3seq_image.patches",
+    "FoldPatches": "n3seq_image.patches",
+    "extract_patches": "n3seq_image.patches",
+    "fold_patches": "n3seq_image.patches",
+    "patch_grid": "n3seq_image.patches",
+    "patch_padding": "n3seq_image.patches",
+    "window_candidates_2d": "n3seq_image.windows",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+    import importlib.util
+
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f"{__name__}.{name}")  # a submodule, as before
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
+    "VDSR",
     "DnCNN",
     "ExtractPatches",
     "FoldPatches",

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from n3seq_image._sigma import parse_sigma
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -25,13 +28,128 @@ class ImageReadError(ValueError):
     """Raised when a file exists but cannot be decoded as an image."""
 
 
+#: PIL modes read as grayscale; everything else is read as RGB (plus alpha where present).
+_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
+            ".tiff": "TIFF"}
+#: Output formats that store an alpha channel / 16-bit grey / float grey (Pillow's writers).
+_ALPHA_FORMATS = ("PNG", "TIFF")
+_WIDE_FORMATS = ("PNG", "TIFF")
+#: A floating-point image (PIL mode ``F``) is taken on the ``[0, 1]`` scale; noisy values a
+#: little outside are kept, values beyond this margin mean another scale and are refused.
+_FLOAT_MARGIN = 1.0
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Reads an image of any PIL mode with its alpha channel and bit depth.
+
+    ========================  ==========================================================
+    PIL mode                  result
+    ========================  ==========================================================
+    ``1``, ``L``              grey, ``/ 1`` or ``/ 255``; depth 8
+    ``I;16*``                 grey ``/ 65535``; depth 16
+    ``I`` (32-bit integer)    grey ``/ 65535`` (16-bit PNGs open as ``I``); values outside
+                              ``[0, 65535]`` are refused
+    ``F`` (32-bit float)      grey as stored (``[0, 1]`` scale); depth 32; NaN/inf and
+                              values far outside ``[0, 1]`` are refused
+    ``LA``, ``La``            grey + alpha; depth 8
+    ``RGB``, ``RGBX``         colour ``/ 255``; depth 8
+    ``RGBA``, ``RGBa``,       colour + alpha; depth 8
+    ``PA``, ``P`` with
+    transparency
+    ``P``, ``CMYK``, others   converted to RGB by PIL; depth 8
+    ========================  ==========================================================
+
+    Returns:
+        ``(pixels, alpha, depth)``: ``pixels`` is float32 ``(H, W)`` (grey) or ``(H, W, 3)``;
+        ``alpha`` is float32 ``(H, W)`` in ``[0, 1]`` or ``None``; ``depth`` is the bits per
+        sample of the source (8, 16, or 32 for floating point).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImageReadError: the file is not a readable image, or its values are not finite or on
+            an unknown scale.
+    """
+    path = Path(path)
+    with _open_image(path) as img:
+        return _pixels(img, path)
+
+
+def _pixels(img: Any, path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """:func:`read_image` of an opened PIL image."""
+    mode = img.mode
+    if mode in ("La", "PA", "RGBa") or (mode == "P" and _has_transparency(img)):
+        img = img.convert("LA" if mode == "La" else "RGBA")
+    elif mode not in (*_GREY_MODES, "RGB", "RGBA"):
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    mode = img.mode
+    alpha = None
+    if mode in ("LA", "RGBA"):
+        alpha = arr[..., -1].astype(np.float32) / 255.0
+        arr = arr[..., :-1] if mode == "RGBA" else arr[..., 0]
+    if mode == "1":
+        return arr.astype(np.float32), alpha, 8
+    if mode.startswith("I;16"):
+        return arr.astype(np.float32) / 65535.0, alpha, 16
+    if mode == "I":
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high > 65535:
+            raise ImageReadError(
+                f"cannot read image {path}: 32-bit integer pixels in [{low}, {high}] are "
+                "outside the 16-bit range [0, 65535]; save it as 8- or 16-bit"
+            )
+        return arr.astype(np.float32) / 65535.0, alpha, 16
+    if mode == "F":
+        arr = arr.astype(np.float32)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ImageReadError(
+                f"cannot read image {path}: {int(bad.sum())} pixel(s) are NaN or infinite "
+                f"(first at row {first[0]}, column {first[1]}: {arr[first]})"
+            )
+        low, high = float(arr.min()), float(arr.max())
+        if low < -_FLOAT_MARGIN or high > 1.0 + _FLOAT_MARGIN:
+            raise ImageReadError(
+                f"cannot read image {path}: floating-point pixels in [{low:g}, {high:g}]; "
+                "float images must be on the [0, 1] scale (divide 8-bit values by 255)"
+            )
+        return arr, alpha, 32
+    return arr.astype(np.float32) / 255.0, alpha, 8
+
+
+def _has_transparency(img: object) -> bool:
+    info = getattr(img, "info", {})
+    palette = getattr(img, "palette", None)
+    return "transparency" in info or getattr(palette, "mode", "") == "RGBA"
+
+
+def _open_image(path: Path) -> Any:
+    """Opens and fully decodes an image file, turning every decoder failure into one error."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if not path.is_file():
+        raise ImageReadError(f"cannot read image {path}: not a file")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+            Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    return img
+
+
 def load_image(path: str | Path, grayscale: bool = True) -> np.ndarray:
-    """Reads a PNG/JPEG (8- or 16-bit) as float32 in ``[0, 1]``.
+    """Reads an image file as float32 in ``[0, 1]`` (any PIL mode, see :func:`read_image`).
 
     Args:
         path: image file.
-        grayscale: convert to one channel (ITU-R 601 luma, as PIL does); otherwise RGB images
-            keep their 3 channels and grayscale files stay ``(H, W)``.
+        grayscale: convert colour to one channel (ITU-R 601 luma, as PIL does); otherwise
+            colour images keep their 3 channels and grayscale files stay ``(H, W)``. The alpha
+            channel is dropped (use :func:`read_image` to keep it).
 
     Returns:
         ``(H, W)`` or ``(H, W, 3)`` float32 array.
@@ -40,60 +158,98 @@ def load_image(path: str | Path, grayscale: bool = True) -> np.ndarray:
         FileNotFoundError: the file does not exist.
         ImageReadError: the file is not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float32) / 65535.0
-                return np.clip(arr, 0.0, 1.0)
-            if grayscale:
-                img = img.convert("L")
-            elif img.mode not in ("L", "RGB"):
-                img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    return arr
+    with _open_image(path) as img:
+        if grayscale and img.mode not in _GREY_MODES:
+            # 8-bit colour: PIL's own luma conversion, rounded to 8 bits.
+            return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return _pixels(img, path)[0]
 
 
-def save_image(path: str | Path, image: np.ndarray) -> None:
-    """Writes a ``[0, 1]`` float image as 8-bit PNG/JPEG atomically (temp file + rename).
+def _output_format(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"unsupported output format {path.suffix!r} for {path}; use .png, .tif, .jpg or .bmp"
+        )
+    return fmt
+
+
+def check_image_output(path: str | Path, alpha: bool = False) -> str:
+    """The PIL format for writing ``path``; refuses what that format cannot store.
+
+    Raises:
+        ValueError: unknown suffix, or an alpha channel for JPEG/BMP.
+    """
+    path = Path(path)
+    fmt = _output_format(path)
+    if alpha and fmt not in _ALPHA_FORMATS:
+        raise ValueError(
+            f"{fmt} cannot store the alpha (transparency) channel of the image; write "
+            f"{path.with_suffix('.png').name} or .tif instead of {path.name}"
+        )
+    return fmt
+
+
+def save_image(path: str | Path, image: np.ndarray, alpha: np.ndarray | None = None,
+               depth: int = 8) -> None:
+    """Writes a ``[0, 1]`` float image atomically (temp file + rename).
 
     Values are clipped to ``[0, 1]`` and rounded. The file appears complete or not at all.
-    """
-    import os
-    import tempfile
 
+    Args:
+        path: output file; the format follows the suffix (PNG, TIFF, JPEG, BMP).
+        image: ``(H, W)`` grey (written as a grey file) or ``(H, W, C)`` colour.
+        alpha: optional ``(H, W)`` alpha channel in ``[0, 1]`` (PNG and TIFF only).
+        depth: bits per sample wanted: 8; 16 writes grey images without alpha as 16-bit
+            PNG/TIFF; 32 writes them as floating-point TIFF (16-bit PNG). Other cases, which
+            the formats (or Pillow) cannot store, are written with 8 bits.
+
+    Raises:
+        ValueError: bad shape, NaN/inf values, unknown format, alpha for JPEG/BMP.
+    """
     from PIL import Image
 
-    from n3seq_image.checkpoint import default_mode
+    from n3seq._files import atomic_write
 
     path = Path(path)
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"image must have shape (H, W) or (H, W, C), got {arr.shape}")
-    u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
-           ".tiff": "TIFF"}.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"unsupported output format {path.suffix!r} for {path}; use .png or .jpg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(u8).save(f, format=fmt)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"image must have shape (H, W) or (H, W, 3), got {arr.shape}")
+    fmt = check_image_output(path, alpha=alpha is not None)
+    _check_finite(arr, f"image to write to {path}")
+    if alpha is not None:
+        alpha = np.asarray(alpha)
+        if alpha.shape != arr.shape[:2]:
+            raise ValueError(f"alpha must have shape {arr.shape[:2]}, got {alpha.shape}")
+        _check_finite(alpha, f"alpha channel to write to {path}")
+    clipped = np.clip(arr, 0.0, 1.0)
+    if arr.ndim == 2 and alpha is None and depth == 32 and fmt == "TIFF":
+        pil = Image.fromarray(clipped.astype(np.float32))
+    elif arr.ndim == 2 and alpha is None and depth > 8 and fmt in _WIDE_FORMATS:
+        pil = Image.fromarray(np.round(clipped * 65535.0).astype(np.uint16))
+    else:
+        u8 = np.round(clipped * 255.0).astype(np.uint8)
+        if alpha is not None:
+            a8 = np.round(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+            u8 = np.concatenate([u8.reshape(*u8.shape[:2], -1), a8[..., None]], axis=-1)
+        pil = Image.fromarray(u8)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            pil.save(f, format=fmt)
+
+    atomic_write(path, write)
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what} has {int(bad.sum())} NaN/inf value(s), first at {first}: "
+                         f"{arr[first]}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -111,42 +267,6 @@ def load_folder(folder: str | Path, limit: int | None = None) -> tuple[list[str]
     """Loads the grayscale images of a folder (names and ``(H, W)`` arrays), sorted by name."""
     files = list_images(folder)[:limit]
     return [p.name for p in files], [load_image(p) for p in files]
-
-
-def parse_sigma(sigma: float | str | Sequence[float]) -> tuple[float, float]:
-    """Parses a noise level on the 0–255 scale: ``25``, ``"25"``, ``"0-55"`` or ``(0, 55)``.
-
-    Returns:
-        ``(low, high)``; equal for a fixed σ.
-
-    Raises:
-        ValueError: σ is not a number, negative, above 255, or the range is reversed.
-    """
-    if isinstance(sigma, str):
-        text = sigma.strip()
-        # "a-b" or "a:b" is a range; a leading "-" is a (rejected below) negative number.
-        head, sep, tail = text[1:].replace(":", "-").partition("-")
-        parts = [text[:1] + head, *([tail] if sep else [])]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"sigma must be a number or a range like '0-55', got {sigma!r}"
-            ) from None
-    elif isinstance(sigma, (int, float)):
-        values = [float(sigma)]
-    else:
-        values = [float(s) for s in sigma]
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise ValueError(f"sigma must be one value or a (low, high) range, got {sigma!r}")
-    low, high = values
-    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255 or low > high:
-        raise ValueError(
-            f"sigma must lie in [0, 255] (0–255 scale) with low <= high, got {sigma!r}"
-        )
-    return low, high
 
 
 class RandomCropDataset:

@@ -2,19 +2,27 @@
 
 Prints the PSNR of the noisy and the denoised image and writes ``noisy.png``,
 ``denoised.png`` and ``side_by_side.png`` (clean | noisy | denoised) to the output folder.
+What it is doing (loading the model, denoising, writing) is reported on stderr as it goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-import numpy as np
 
-from n3seq_image.data import add_noise, save_image
-from n3seq_image.denoise import get_denoiser
-from n3seq_image.metrics import psnr, ssim
+def _stderr_log(stream: TextIO | None = None) -> Callable[[str], None]:
+    start = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - start:5.1f} s] {message}", file=stream or sys.stderr,
+              flush=True)
+
+    return log
 
 
 def run_demo(
@@ -22,13 +30,34 @@ def run_demo(
     sigma: float = 25.0,
     seed: int = 0,
     model: str = "n3net",
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Runs the demo; returns the PSNR/SSIM numbers and the written paths."""
+    """Runs the demo; returns the PSNR/SSIM numbers and the written paths.
+
+    Args:
+        out_dir: folder for the three PNG files.
+        sigma: noise level (0–255 scale).
+        seed: noise seed.
+        model: denoiser spec (see :func:`~n3seq_image.denoise.get_denoiser`).
+        log: called with a line for each stage (default: timestamped lines on stderr).
+    """
+    log = log or _stderr_log()
+    log("loading torch and the image libraries")
+    import numpy as np
     from skimage import data
+
+    from n3seq_image.data import add_noise, save_image
+    from n3seq_image.denoise import get_denoiser
+    from n3seq_image.metrics import psnr, ssim
 
     clean = data.camera().astype(np.float32) / 255.0
     noisy = add_noise(clean, sigma, seed=[seed, 0])
-    denoised = get_denoiser(model, sigma)(noisy)
+    log(f"loading the model {model}")
+    denoiser = get_denoiser(model, sigma)
+    log(f"denoising the 512x512 camera image at sigma={sigma:g} (CPU: tens of seconds)")
+    t0 = time.perf_counter()
+    denoised = denoiser(noisy)
+    log(f"denoised in {time.perf_counter() - t0:.1f} s")
     out_dir = Path(out_dir)
     gap = np.ones((clean.shape[0], 8), dtype=np.float32)
     side = np.concatenate([clean, gap, np.clip(noisy, 0, 1), gap, denoised], axis=1)
@@ -37,6 +66,7 @@ def run_demo(
         "denoised": out_dir / "denoised.png",
         "side_by_side": out_dir / "side_by_side.png",
     }
+    log(f"writing {', '.join(p.name for p in paths.values())} to {out_dir}")
     save_image(paths["noisy"], noisy)
     save_image(paths["denoised"], denoised)
     save_image(paths["side_by_side"], side)
@@ -51,14 +81,40 @@ def run_demo(
     }
 
 
+def _sigma(text: str) -> float:
+    """argparse type: one noise level in (0, 255]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 255:
+        raise argparse.ArgumentTypeError(
+            f"must be a noise level in (0, 255] (0-255 scale), got {text!r}"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="results/demo", help="output folder (results/demo)")
-    parser.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed")
-    parser.add_argument("--model", default="n3net", help="n3net, dncnn, nlmeans or a weights file")
+    """The demo's options (shared by ``n3seq-image demo`` and ``python -m n3seq_image.demo``)."""
+    parser.add_argument("--out", default="results/demo", help="output folder")
+    parser.add_argument("--sigma", type=_sigma, default=25.0, help="noise level, 0-255 scale")
+    parser.add_argument("--seed", type=_seed, default=0, help="noise seed")
+    parser.add_argument("--model", default="n3net",
+                        help="n3net, dncnn, nlmeans, bm3d or a weights file")
 
 
 def report(result: dict[str, Any]) -> str:
+    """The demo's numbers and written files as text."""
     return "\n".join([
         f"camera (512x512) with Gaussian noise sigma={result['sigma']:g}, model {result['model']}",
         f"  noisy    PSNR {result['psnr_noisy']:6.2f} dB  SSIM {result['ssim_noisy']:.4f}",
@@ -68,11 +124,14 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m n3seq_image.demo", description=__doc__)
+    """``python -m n3seq_image.demo``: the ``n3seq-image demo`` command."""
+    from n3seq_image.cli import ArgumentParser, HelpFormatter, cmd_demo, run
+
+    prog = "python -m n3seq_image.demo"
+    parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    print(report(run_demo(args.out, args.sigma, args.seed, args.model)))
-    return 0
+    parser.set_defaults(func=cmd_demo, command="demo")
+    return run(parser.parse_args(argv), prog=prog)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,53 @@ import numpy as np
 import torch
 from torch import nn
 
+from n3seq._files import check_output_path
 from n3seq_image.checkpoint import load_model, read_weights
-from n3seq_image.data import add_noise, load_image, parse_sigma, save_image
+from n3seq_image.data import add_noise, check_image_output, parse_sigma, read_image, save_image
 from n3seq_image.memory_format import preferred_memory_format
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = {"n3net": "n3net_sigma25.safetensors", "dncnn": "dncnn17_sigma25.safetensors"}
 MIN_SIZE = 80
+CLASSICAL = ("nlmeans", "bm3d")
 Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Checks that ``device`` names a device this machine has (``cpu``, ``cuda[:N]``, ``mps``).
+
+    Raises:
+        ValueError: an unknown device string, or a GPU that is not available here.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available on this machine "
+                             "(torch.cuda.is_available() is False); use cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s) "
+                             f"(cuda:0 … cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Raises ``ValueError`` unless ``tile >= 80`` and ``0 <= overlap < tile / 2`` (ints)."""
+    for name, value in (("tile", tile), ("overlap", overlap)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    if tile < MIN_SIZE:
+        raise ValueError(f"tile must be >= {MIN_SIZE}, got {tile}")
+    if not 0 <= overlap < tile / 2:
+        raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
 
 
 def shipped_weights(name: str = "n3net") -> Path:
@@ -63,6 +102,7 @@ def denoise_tensor(
     tile: int = 512,
     overlap: int = 48,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> np.ndarray:
     """Runs ``model`` on an ``(H, W)`` image in overlapping tiles; returns the raw output.
 
@@ -73,16 +113,14 @@ def denoise_tensor(
         overlap: overlap of neighbouring tiles; the outputs are blended with linear ramps.
         device: where the model runs (the model is moved there, in place, in the
             :func:`~n3seq_image.memory_format.preferred_memory_format` of the device).
+        progress: show a progress bar of the tiles on stderr (when there are several).
 
     Returns:
         ``(H, W)`` float32 array, not clipped.
     """
     if image.ndim != 2:
         raise ValueError(f"image must have shape (H, W), got {image.shape}")
-    if tile < MIN_SIZE:
-        raise ValueError(f"tile must be >= {MIN_SIZE}, got {tile}")
-    if not 0 <= overlap < tile // 2:
-        raise ValueError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+    check_tiling(tile, overlap)
     h0, w0 = image.shape
     pad_h, pad_w = max(0, MIN_SIZE - h0), max(0, MIN_SIZE - w0)
     if pad_h or pad_w:
@@ -100,12 +138,16 @@ def denoise_tensor(
     acc = np.zeros((h, w), dtype=np.float64)
     norm = np.zeros((h, w), dtype=np.float64)
     th, tw = min(tile, h), min(tile, w)
-    for top in tile_starts(h, tile, overlap):
-        for left in tile_starts(w, tile, overlap):
-            y = run(image[top : top + th, left : left + tw])
-            weight = np.outer(_ramp(th, overlap), _ramp(tw, overlap))
-            acc[top : top + th, left : left + tw] += weight * y
-            norm[top : top + th, left : left + tw] += weight
+    from tqdm.auto import tqdm
+
+    lefts = tile_starts(w, tile, overlap)
+    corners = [(top, left) for top in tile_starts(h, tile, overlap) for left in lefts]
+    for top, left in tqdm(corners, desc="tiles", disable=not progress, file=sys.stderr,
+                          leave=False):
+        y = run(image[top : top + th, left : left + tw])
+        weight = np.outer(_ramp(th, overlap), _ramp(tw, overlap))
+        acc[top : top + th, left : left + tw] += weight * y
+        norm[top : top + th, left : left + tw] += weight
     return (acc / norm).astype(np.float32)[:h0, :w0]
 
 
@@ -155,8 +197,9 @@ def load_network(spec: str) -> nn.Module:
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(
-            f"model {spec!r} is neither a shipped model ({', '.join(SHIPPED)}), nor "
-            "'official:PATH', nor an existing .safetensors file"
+            f"model {spec!r} is neither a shipped model ({', '.join(SHIPPED)}), nor a "
+            f"classical method ({', '.join(CLASSICAL)}), nor 'official:PATH', nor an existing "
+            ".safetensors file"
         )
     return load_model(path)
 
@@ -177,7 +220,7 @@ def get_denoiser(
     sigma: float,
     tile: int = 512,
     overlap: int = 48,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> Denoiser:
     """A function ``(H, W) noisy → (H, W) denoised`` (clipped to ``[0, 1]``).
 
@@ -187,7 +230,16 @@ def get_denoiser(
         tile: tile size for networks.
         overlap: tile overlap for networks.
         device: torch device for networks.
+
+    Raises:
+        ValueError: bad ``tile``/``overlap``/``sigma``, an unknown or unavailable ``device``.
+        FileNotFoundError: ``spec`` is not a known model nor an existing file.
     """
+    check_tiling(tile, overlap)
+    device = resolve_device(device)
+    low, high = parse_sigma(sigma)
+    if low != high:
+        raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
     if spec == "nlmeans":
         base = nlmeans_denoiser(sigma)
     elif spec == "bm3d":
@@ -229,11 +281,16 @@ def denoise_file(
     overlap: int = 48,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Denoises an image file and writes the result (PNG/JPEG) atomically.
+    """Denoises an image file and writes the result atomically.
+
+    Any PIL mode is read (see :func:`~n3seq_image.data.read_image`): grey files are written
+    as grey, an alpha channel is copied through unchanged (only the colour is denoised; PNG and
+    TIFF outputs), and 16-bit or floating-point grey inputs give 16-bit PNG / 16-bit or float
+    TIFF outputs (8 bits where the output format allows no more).
 
     Args:
-        src: input image (grayscale or RGB).
-        dst: output path; written only if denoising succeeds.
+        src: input image.
+        dst: output path; written only if denoising succeeds, never the input itself.
         sigma: noise level of the input (0–255 scale).
         model: denoiser spec (see :func:`get_denoiser`).
         add_noise_seed: if given, first add Gaussian noise of ``sigma`` with this seed
@@ -243,15 +300,26 @@ def denoise_file(
         device: torch device.
 
     Returns:
-        The denoised image.
+        The denoised image (without the alpha channel).
+
+    Raises:
+        ValueError: ``dst`` is ``src`` (by any path), an unsupported output format, an alpha
+            channel for a JPEG/BMP output, bad options.
+        IsADirectoryError: ``dst`` is a folder.
+        NotADirectoryError: a parent of ``dst`` is a file.
     """
-    dst = Path(dst)
-    if dst.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
-        raise ValueError(f"unsupported output format {dst.suffix!r} for {dst}; use .png or .jpg")
-    image = load_image(src, grayscale=False)
+    dst = check_output_path(dst, inputs=(src,))
+    check_image_output(dst)
+    if add_noise_seed is not None and (
+        isinstance(add_noise_seed, bool) or not isinstance(add_noise_seed, (int, np.integer))
+        or add_noise_seed < 0
+    ):
+        raise ValueError(f"add_noise_seed must be an int >= 0, got {add_noise_seed!r}")
+    image, alpha, depth = read_image(src)
+    check_image_output(dst, alpha=alpha is not None)
     if add_noise_seed is not None:
         image = add_noise(image, sigma, add_noise_seed)
     denoiser = get_denoiser(model, sigma, tile=tile, overlap=overlap, device=device)
     out = denoise_array(denoiser, image)
-    save_image(dst, out)
+    save_image(dst, out, alpha=alpha, depth=depth)
     return out

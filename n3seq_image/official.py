@@ -20,6 +20,7 @@ theirs                                          ours
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -90,6 +91,9 @@ def convert_official_state_dict(
     out: dict[str, Tensor] = {}
     unexpected, mismatched = [], []
     for key, value in state.items():
+        if not isinstance(key, str):
+            unexpected.append(repr(key))
+            continue
         try:
             target = official_key(key)
         except KeyError:
@@ -120,6 +124,26 @@ def convert_official_state_dict(
     return out
 
 
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words that never suggest unsafe loading.
+
+    torch's own message for a file holding arbitrary Python objects recommends re-running with
+    ``weights_only=False``, which can execute code from the file: it is not passed on.
+    """
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds a Python object ({found.group(1)}) besides tensors, numbers and "
+                "containers; such files are not loaded, since unpickling them can run code. "
+                "The authors' checkpoints hold only tensors")
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text:
+        return ("it holds Python objects besides tensors, numbers and containers; such files "
+                "are not loaded, since unpickling them can run code")
+    if "zip archive" in text or "central directory" in text:
+        return "the file is truncated or corrupted"
+    return "not a torch.save file"
+
+
 def load_official_checkpoint(path: str | os.PathLike[str]) -> N3Net:
     """Reads one of the authors' checkpoints and returns the model in eval mode.
 
@@ -139,7 +163,9 @@ def load_official_checkpoint(path: str | os.PathLike[str]) -> N3Net:
     try:
         blob: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path!r} is not a readable torch checkpoint: {exc}") from exc
+        raise ValueError(
+            f"{path!r} is not a readable torch checkpoint: {_load_failure(exc)}"
+        ) from None
     state = blob.get("net", blob) if isinstance(blob, dict) else None
     if not isinstance(state, Mapping):
         raise ValueError(f"{path!r} holds no state dict (expected a dict with key 'net')")

@@ -38,11 +38,18 @@ from n3seq_image.data import RandomCropDataset, add_noise, load_folder, parse_si
 from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.metrics import batch_psnr
 from n3seq_image.precision import autocast, autocast_dtype
+from n3seq_image.sr_models import SR_CONFIGS
 
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "n3net": {},
     "dncnn": {"in_channels": 1, "out_channels": 1, "depth": 17, "features": 64},
 }
+
+
+def default_model_config(task: str, model: str) -> dict[str, Any]:
+    """The architecture a run starts from: :data:`DEFAULT_CONFIGS` for denoising, the SR
+    models' (:data:`n3seq_image.sr_models.SR_CONFIGS`) for ``task="sr"``."""
+    return dict((SR_CONFIGS if task == "sr" else DEFAULT_CONFIGS)[model])
 
 
 @dataclass
@@ -93,6 +100,11 @@ class TrainConfig:
             keeps the model's own initialisation.
         sync_bn: use SyncBatchNorm under DDP (GPU only).
         progress: show a tqdm progress bar.
+        task: ``"denoise"``, or ``"sr"``: super-resolution of the Y channel with ``model``
+            ``"n3net"`` (N3Net-SR) or ``"vdsr"`` on multi-scale bicubic pairs
+            (:mod:`n3seq_image.sr_data`); ``data`` may then list several folders separated
+            by commas, and ``sigma`` and ``quantized_share`` are not used.
+        scales: for ``task="sr"``, the scale factors mixed in training and validation.
     """
 
     data: str
@@ -125,18 +137,55 @@ class TrainConfig:
     init: str = "zero-tail"
     sync_bn: bool = False
     progress: bool = True
+    task: str = "denoise"
+    scales: str = "2,3,4"
 
     def validate(self) -> None:
-        if self.model not in DEFAULT_CONFIGS:
-            raise ValueError(f"model must be one of {sorted(DEFAULT_CONFIGS)}, got {self.model!r}")
+        """Checks every field and that the data folders hold images, before anything is made.
+
+        Raises:
+            ValueError: naming the field and the bad value (wrong type, out of range, not
+                finite; a model config that :func:`~n3seq_image.checkpoint.check_model_config`
+                refuses); a data folder without images.
+            FileNotFoundError: a data folder does not exist.
+        """
+        from n3seq_image.checkpoint import check_model_config
+        from n3seq_image.data import list_images
+
+        if self.task not in ("denoise", "sr"):
+            raise ValueError(f"task must be 'denoise' or 'sr', got {self.task!r}")
+        models = DEFAULT_CONFIGS if self.task == "denoise" else SR_CONFIGS
+        if self.model not in models:
+            raise ValueError(f"model must be one of {sorted(models)} for task {self.task!r}, "
+                             f"got {self.model!r}")
         parse_sigma(self.sigma)
-        for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        minimum = {"steps": 1, "batch_size": 1, "crop": 1, "val_every": 1, "checkpoint_every": 1,
+                   "lr_decay_steps": 1, "val_images": 1, "val_crop": 0, "keep_checkpoints": 0,
+                   "threads": 0, "seed": 0, "warmup_steps": 0, "stop_after": 0}
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        # (low, high, low_open): lr > 0; 0 < lr_decay <= 1; weight_decay, max_minutes >= 0.
+        ranges = {"lr": (0.0, math.inf, True), "lr_decay": (0.0, 1.0, True),
+                  "weight_decay": (0.0, math.inf, False), "max_minutes": (0.0, math.inf, False)}
+        for name, (low, high, low_open) in ranges.items():
+            value = getattr(self, name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and (value > low if low_open else value >= low)
+                  and value <= high)
+            if not ok:
+                bound = f"{'>' if low_open else '>='} {low:g}" + (
+                    f" and <= {high:g}" if math.isfinite(high) else "")
+                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        if not isinstance(self.model_config, dict):
+            raise ValueError(f"model_config must be a dict of constructor arguments, got "
+                             f"{type(self.model_config).__name__} {self.model_config!r}")
+        check_model_config(self.model,
+                           {**default_model_config(self.task, self.model), **self.model_config},
+                           source="model_config")
         if self.init not in ("zero-tail", "default"):
             raise ValueError(f"init must be 'zero-tail' or 'default', got {self.init!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ("cosine", "exponential"):
             raise ValueError(
                 f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}"
@@ -148,6 +197,16 @@ class TrainConfig:
         if not 0.0 <= self.quantized_share <= 1.0:
             raise ValueError(f"quantized_share must lie in [0, 1], got {self.quantized_share}")
         autocast_dtype(self.precision, "cpu")
+        if self.task == "sr":
+            from n3seq_image.sr_data import parse_scales, split_folders
+
+            parse_scales(self.scales)
+            for folder in split_folders(self.data):
+                list_images(folder)
+        else:
+            list_images(self.data)
+        if self.val_data:
+            list_images(self.val_data)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -289,7 +348,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
-    model_cfg = {**DEFAULT_CONFIGS[cfg.model], **cfg.model_config}
+    model_cfg = {**default_model_config(cfg.task, cfg.model), **cfg.model_config}
     model = build_model(cfg.model, model_cfg)
     if cfg.init == "zero-tail":
         zero_init_tails(model)
@@ -325,10 +384,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
 
-    dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed,
-                                quantized_share=cfg.quantized_share)
-    val = load_validation(cfg) if info.main else None
-    sigma_val = float(np.mean(parse_sigma(cfg.sigma)))
+    if cfg.task == "sr":
+        from n3seq_image.sr_data import sr_training_source
+
+        dataset, validator = sr_training_source(cfg, device, info.main)
+    else:
+        dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed,
+                                    quantized_share=cfg.quantized_share)
+        val = load_validation(cfg) if info.main else None
+        sigma_val = float(np.mean(parse_sigma(cfg.sigma)))
+        validator = None if val is None else (lambda m: validate(m, val, sigma_val, device))
 
     from tqdm.auto import tqdm
 
@@ -369,8 +434,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         running, count = running + value, count + 1
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            if val is not None:
-                last_val = validate(model, val, sigma_val, device)
+            if validator is not None:
+                last_val = validator(model)
             log.append({
                 "step": step, "lr": lr, "loss": running / count, "val_psnr": last_val,
                 "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
@@ -402,6 +467,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "sigma": cfg.sigma, "steps": step, "batch_size": cfg.batch_size, "crop": cfg.crop,
             "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
         }
+        if cfg.task == "sr":
+            from n3seq_image.sr_data import sr_weights_extra
+
+            extra = sr_weights_extra(cfg, extra)
         save_weights(run_dir / "model.safetensors", model, extra=extra)
         write_logs(run_dir, log)
     if info.enabled:

@@ -7,7 +7,6 @@ atomic: a temporary file in the target folder is renamed over the target only on
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +16,12 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from n3seq._checks import check_floating
+from n3seq._files import atomic_write, check_output_path
 from n3seq.audio.model import SpectralDenoiser
 
 
 class AudioFileError(ValueError):
     """A file could not be read or written as audio."""
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Renames a finished temporary file over ``path`` with the usual permissions.
-
-    ``tempfile.mkstemp`` creates files readable only by their owner; the published file gets
-    what a plain ``open(path, "w")`` would give (``0o666`` minus the umask).
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def check_sample_rate(sample_rate: object, name: str = "sample_rate") -> int:
@@ -46,17 +34,50 @@ def check_sample_rate(sample_rate: object, name: str = "sample_rate") -> int:
     return int(sample_rate)
 
 
+def _first_non_finite(data: np.ndarray) -> str | None:
+    """``"N sample(s) … (first at channel c, frame f: value)"`` for ``(L, C)`` data, or None."""
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return None
+    frame, channel = (int(i) for i in np.argwhere(bad)[0])
+    return (f"{int(bad.sum())} sample(s) are NaN or infinite (first at channel {channel}, "
+            f"frame {frame}: {data[frame, channel]})")
+
+
 def read_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     """Reads an audio file as float32 ``(C, L)`` in [-1, 1] and its sample rate.
 
     Raises:
-        AudioFileError: the file is missing or not a readable audio file.
+        AudioFileError: the file is missing, not a readable audio file, or holds NaN/inf
+            samples (a float WAV can); the message names the file and the first bad sample.
     """
+    name = str(path)
+    if not os.path.exists(name):
+        raise AudioFileError(f"audio file not found: {name!r}")
+    if not os.path.isfile(name):
+        raise AudioFileError(f"cannot read audio file {name!r}: not a file")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(name, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/OSError
-        raise AudioFileError(f"cannot read audio file {str(path)!r}: {err}") from err
+        raise AudioFileError(f"cannot read audio file {name!r}: {err}") from err
+    problem = _first_non_finite(data)
+    if problem:
+        raise AudioFileError(f"audio file {name!r}: {problem}")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def check_audio_output(path: str | os.PathLike) -> str:
+    """The soundfile format for writing ``path`` (from its extension).
+
+    Raises:
+        AudioFileError: an extension soundfile cannot write.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        raise AudioFileError(f"unsupported output format {path.suffix!r} for {str(path)!r}; "
+                             f"use e.g. .wav or .flac")
+    return fmt
 
 
 def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
@@ -65,13 +86,17 @@ def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
 
     Integer subtypes (e.g. ``"PCM_16"``) are clipped to [-1, 1] first so loud samples do not
     wrap around.
+
+    Raises:
+        AudioFileError: NaN/inf samples (naming the file and the first bad sample; an integer
+            format would store them as full-scale clicks), an unsupported extension, or a
+            write failure.
+        ValueError: a waveform of the wrong shape.
+        OSError: the file cannot be created (permissions, a full disk…), naming ``path``.
     """
     sample_rate = check_sample_rate(sample_rate)
     path = Path(path)
-    fmt = path.suffix.lstrip(".").upper()
-    if fmt not in sf.available_formats():
-        raise AudioFileError(f"unsupported output format {path.suffix!r} for {str(path)!r}; "
-                             f"use e.g. .wav or .flac")
+    fmt = check_audio_output(path)
     if subtype is not None and not sf.check_format(fmt, subtype):
         subtype = None  # e.g. a Vorbis input written as .wav: use the format's default
     data = waveform.detach().cpu().float()
@@ -79,17 +104,22 @@ def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
         data = data[None]
     if data.dim() != 2:
         raise ValueError(f"waveform must have shape (C, L) or (L,), got {tuple(waveform.shape)}")
+    frames = data.T.numpy()
+    problem = _first_non_finite(frames)
+    if problem:
+        raise AudioFileError(f"refusing to write {str(path)!r}: {problem}")
     if subtype is not None and not subtype.startswith(("FLOAT", "DOUBLE")):
-        data = data.clamp(-1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.",
-                               suffix=path.suffix)
-    os.close(fd)
-    try:
-        sf.write(tmp, data.T.numpy(), sample_rate, subtype=subtype, format=fmt)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        frames = np.clip(frames, -1.0, 1.0)
+
+    def write(tmp: Path) -> None:
+        try:
+            sf.write(str(tmp), frames, sample_rate, subtype=subtype, format=fmt)
+        except OSError:
+            raise
+        except Exception as err:  # LibsndfileError (e.g. a full disk) is not an OSError
+            raise AudioFileError(f"cannot write audio file {str(path)!r}: {err}") from err
+
+    atomic_write(path, write, suffix=path.suffix)
 
 
 def denoise(waveform: Tensor, sample_rate: int, model: SpectralDenoiser | None = None,
@@ -149,7 +179,13 @@ def denoise_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
 
     Returns:
         A summary dict: ``sample_rate``, ``channels``, ``frames``, ``resampled``.
+
+    Raises:
+        ValueError: ``out_path`` is ``in_path`` (by any path: links, ``./``…).
+        AudioFileError: see :func:`read_audio` and :func:`write_audio`.
     """
+    check_output_path(out_path, inputs=(in_path,))
+    check_audio_output(out_path)
     waveform, rate = read_audio(in_path)
     try:
         subtype = sf.info(str(in_path)).subtype

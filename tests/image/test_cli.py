@@ -88,7 +88,7 @@ class TestDenoiseCommand:
                            "--model", tmp_path / "missing.safetensors")
         assert code == 1 and "neither a shipped model" in err
         code, _, err = run(capsys, "denoise", gray_png, tmp_path / "o.gif", "--sigma", 25)
-        assert code == 1 and "unsupported output format" in err
+        assert code == 2 and "unsupported output format" in err
 
     def test_failure_leaves_no_partial_output(self, capsys, tmp_path, gray_png, monkeypatch):
         def broken(*args, **kwargs):
@@ -97,9 +97,10 @@ class TestDenoiseCommand:
             return fail
 
         monkeypatch.setattr(denoise_mod, "get_denoiser", broken)
-        out = tmp_path / "out.png"
-        with pytest.raises(MemoryError):
-            main(["denoise", str(gray_png), str(out), "--sigma", "25"])
+        out = tmp_path / "new" / "out.png"
+        code, _, err = run(capsys, "denoise", gray_png, out, "--sigma", 25)
+        assert code == 1 and err.startswith("n3seq-image: error: out of memory")
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert list(tmp_path.iterdir()) == [gray_png]
 
 
@@ -161,7 +162,7 @@ class TestEvaluateCommand:
         assert code == 1 and "image folder not found" in err
         code, _, err = run(capsys, "evaluate", "--data", tmp_path, "--sigma", 25,
                            "--baselines", "wiener")
-        assert code == 1 and "unknown ['wiener']" in err
+        assert code == 2 and "unknown ['wiener']" in err
 
 
 class TestTrainCommand:
@@ -181,7 +182,7 @@ class TestTrainCommand:
         assert code == 1 and "image folder not found" in err
         code, _, err = run(capsys, "train", "--data", tmp_path, "--out", tmp_path / "r",
                            "--model-config", "{oops", "--no-progress")
-        assert code == 1 and "--model-config is not valid JSON" in err
+        assert code == 2 and "--model-config is not valid JSON" in err
         with pytest.raises(SystemExit) as exc:
             main(["train", "--data", str(tmp_path), "--out", "r", "--sigma", "-1"])
         assert exc.value.code == 2
