@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -218,3 +219,23 @@ class SRValidation:
         finally:
             model.train(was_training)
         return float(np.mean(values))
+
+
+def sr_training_source(
+    cfg: Any, device: torch.device | str, main: bool = True,
+) -> tuple[SRCropDataset, Callable[[nn.Module], float] | None]:
+    """The data of an ``n3seq-image train --task sr`` run (see :class:`~n3seq_image.train.
+    TrainConfig`): the pairs, and the validation function on the main process (or ``None``).
+    """
+    dataset = SRCropDataset(cfg.data, crop=cfg.crop, scales=cfg.scales, seed=cfg.seed, warn=main)
+    if not (cfg.val_data and main):
+        return dataset, None
+    val = SRValidation(cfg.val_data, images=cfg.val_images, crop=cfg.val_crop, scales=cfg.scales)
+    return dataset, lambda model: val(model, device)
+
+
+def sr_weights_extra(cfg: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The notes of an SR run's weights file: ``task: "sr"`` and the scales (no σ)."""
+    out = {k: v for k, v in extra.items() if k != "sigma"}
+    out["train_data"] = ",".join(p.name for p in split_folders(cfg.data))
+    return {"task": "sr", "scales": list(parse_scales(cfg.scales)), **out}
