@@ -17,7 +17,12 @@ reason). Backward, with ``g`` the gradient of the next round's logits, ``c = g /
     g_a ← g_a + w_a (g_w,a − ⟨w, g_w⟩ + ⟨c, r⟩ − c_a)
 
 (the terms ``c_a r_a`` that blow up as ``w_a → 1`` cancel analytically and are never formed),
-and ``∂/∂t`` collects ``−⟨g, u⟩ / t²`` per round and ``−⟨g, s⟩ / t²`` from ``L¹ = s / t``.
+and ``∂/∂t`` collects ``−⟨g, u⟩ / t²`` per round and ``−⟨g, s⟩ / t²`` from ``L¹ = s / t``
+(``u`` and ``s`` taken relative to their value at the round's argmax, which changes nothing
+since ``g`` sums to 0 over a row, but makes tied candidates cancel exactly).
+
+Callers pass temperatures in the dtype's normal range, floored where ``scores / t`` would
+overflow (see :func:`n3seq._checks.safe_temperature`); no input checks happen here.
 Only the k weight matrices and the k ``u`` matrices of the rows at hand are stored; callers
 chunk rows so that this stays small.
 """
@@ -166,7 +171,12 @@ class _FusedContinuousKNN(torch.autograd.Function):
             a = argmax[..., j:j + 1]
             so = s_other[..., j:j + 1]
             c = g / t
-            gt -= (c * us[..., j, :]).sum(-1, keepdim=True) / t
+            # ⟨c, u⟩ = ⟨c, u − u_a⟩ (the gradient of a round's logits sums to 0 over a row):
+            # tied candidates share u, so their terms cancel exactly instead of to rounding.
+            # Only where w_a <= 1/2 (ties); a saturated top's u_a is far from the others'.
+            u = us[..., j, :]
+            u_ref = torch.where(weights[..., j, :].gather(-1, a) <= 0.5, u.gather(-1, a), 0.0)
+            gt -= (c * (u - u_ref)).sum(-1, keepdim=True) / t
             cr = w / (1.0 - w)
             cr.scatter_(-1, a, 0.0).mul_(c)
             c_a = c.gather(-1, a)
@@ -184,8 +194,10 @@ class _FusedContinuousKNN(torch.autograd.Function):
                 g.view(-1, g.shape[-1]).index_add_(0, rows, coef[:, None] * q)
         assert g is not None
         s = scores if valid is None else scores.masked_fill(~valid, 0.0)
+        # ⟨g, s⟩ = ⟨g, s − s_a⟩ with s_a the first round's top score: no cancellation of a
+        # common offset (the global path's scores carry ‖q‖²), exact zeros at exact ties.
         # Divide twice: t² underflows at tiny t, and saturated rows bring g = 0 (0 · inf).
-        gt -= (g * s).sum(-1, keepdim=True) / t / t
+        gt -= (g * (s - s.gather(-1, argmax[..., :1]))).sum(-1, keepdim=True) / t / t
         gs = g / t
         if valid is not None:
             gs = gs.masked_fill(~valid, 0.0)

@@ -113,10 +113,8 @@ def window_candidates(
             f"num_tokens={num_tokens} is smaller than the window 2*radius+1={width} "
             f"(radius={radius})"
         )
-    offsets = torch.arange(width, device=device)
     if lengths is None:
-        start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
-        return (start[:, None] + offsets)[None]
+        return _window_candidates(num_tokens, radius, None, device)
     if not isinstance(lengths, Tensor):
         raise TypeError(f"lengths must be an integer tensor (B,), got {type(lengths).__name__}")
     if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
@@ -130,6 +128,18 @@ def window_candidates(
             f"lengths must lie in [2*radius+1, num_tokens] = [{width}, {num_tokens}], got "
             f"{lengths.tolist()}"
         )
+    return _window_candidates(num_tokens, radius, lengths, device)
+
+
+def _window_candidates(
+    num_tokens: int, radius: int, lengths: Tensor | None, device: torch.device | str | None
+) -> Tensor:
+    """:func:`window_candidates` without checks (``lengths``: long, in ``[2r + 1, N]``)."""
+    width = 2 * radius + 1
+    offsets = torch.arange(width, device=device)
+    if lengths is None:
+        start = (torch.arange(num_tokens, device=device) - radius).clamp(0, num_tokens - width)
+        return (start[:, None] + offsets)[None]
     start = (torch.arange(num_tokens, device=device) - radius).clamp(min=0)
     start = torch.minimum(start[None, :], (lengths - width)[:, None])
     return start[..., None] + offsets
@@ -465,9 +475,13 @@ def knn_aggregate(
                           chunk_size)
 
 
+#: Names of query, keys, values and temperature in messages.
+_NAMES = ("query", "keys", "values", "temperature")
+
+
 def _prepare(
     query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
-    mask: Tensor | None,
+    mask: Tensor | None, names: tuple[str, str, str, str] = _NAMES,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Inputs in the compute dtype, masked keys/values zeroed, and a safe temperature (B, N).
 
@@ -484,13 +498,13 @@ def _prepare(
     dtype = compute_dtype(query, keys, values)
     checks = data_checks()
     if not checks and tracing():
-        check_finite(query, "query")
-        check_finite(keys, "keys", key_ok)
-        check_finite(values, "values", key_ok)
+        check_finite(query, names[0])
+        check_finite(keys, names[1], key_ok)
+        check_finite(values, names[2], key_ok)
     while True:
         info = torch.finfo(dtype)
         q, kk, v = query.to(dtype), keys.to(dtype), values.to(dtype)
-        t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
+        t = as_temperature(temperature, torch.Size([b, n]), names[3], dtype=dtype,
                            device=query.device).expand(b, n)
         zero = q.new_zeros(())
         q_max = q.abs().amax(-1) if e else q.new_zeros(b, n)  # (B, N)
@@ -507,8 +521,9 @@ def _prepare(
             qm, km, vm, smallest, *padding = fetch(
                 q_max.max(), k_max.max(), v_max, t.min(),
                 *((k_all, v_all) if key_ok is not None else ()))
-            for value, x, name, where in ((qm, query, "query", None), (km, keys, "keys", key_ok),
-                                          (vm, values, "values", key_ok)):
+            for value, x, name, where in ((qm, query, names[0], None),
+                                          (km, keys, names[1], key_ok),
+                                          (vm, values, names[2], key_ok)):
                 if not math.isfinite(value):
                     raise_non_finite(x, name, where, "valid keys" if where is not None else None)
             # Finite padding is harmless (excluded, zero gradient); NaN/inf padding is zeroed
@@ -582,14 +597,17 @@ def _empty_result(
 def _knn_aggregate(
     query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
     candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
-    chunk_size: int | None,
+    chunk_size: int | None, names: tuple[str, str, str, str] = _NAMES,
 ) -> Tensor:
-    """:func:`knn_aggregate` after :func:`_validate` (internal callers with checked arguments)."""
+    """:func:`knn_aggregate` after :func:`_validate` (internal callers with checked arguments).
+
+    ``names`` name query, keys, values and temperature in messages.
+    """
     b, n, _ = query.shape
     if b * n == 0:
         return _empty_result(query, keys, values, k, temperature)
     out_dtype = values.dtype
-    query, keys, values, t = _prepare(query, keys, values, k, temperature, mask)
+    query, keys, values, t = _prepare(query, keys, values, k, temperature, mask, names)
     if transforms_active():
         return _plain_aggregate(query, keys, values, t, k, candidates, mask,
                                 exclude_self).to(out_dtype)

@@ -1,4 +1,13 @@
-"""The N³ block for token sequences and sets: ``(B, T, D)`` → ``(B, T, (k + 1)·D)``."""
+"""The N³ block for token sequences and sets: ``(B, T, D)`` → ``(B, T, (k + 1)·D)``.
+
+Padding (``mask`` False) never matters: padded tokens are replaced by zeros before anything
+else, so the output at padded positions is that of a zero token and NaN/inf there is
+ignored. With ``radius`` the mask must be right-padded (a prefix of each row), which is
+checked. Finite input gives finite output or an ``OverflowError`` that says where the
+overflow would happen. ``torch.jit.trace`` records none of the input checks and
+``torch.jit.script`` is refused (see :mod:`n3seq.relaxation`); ``torch.compile`` and
+``torch.func`` transforms work.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,33 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq._checks import check_floating, check_k, check_rank
-from n3seq.aggregate import knn_aggregate, window_candidates
+from n3seq._checks import (
+    check_bool,
+    check_floating,
+    check_int,
+    check_k,
+    check_mask,
+    check_optional_int,
+    check_rank,
+    check_real,
+    data_checks,
+    fetch,
+    masked_abs,
+    raise_non_finite,
+)
+from n3seq.aggregate import _knn_aggregate, _window_candidates
+from n3seq.relaxation import SCRIPT_UNSUPPORTED
+
+#: How the block's internal tensors are named in messages (x itself is checked before).
+_NAMES = ("the embedding of x", "the embedding of x", "x",
+          "the temperature (temperature_bias · exp(temperature_net(x)))")
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """Two-layer perceptron ``Linear → ReLU → Linear``, the default embedding network."""
+    in_dim = check_int("in_dim", in_dim, min=1)
+    hidden = check_int("hidden", hidden, min=1)
+    out_dim = check_int("out_dim", out_dim, min=1)
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
 
@@ -24,7 +54,20 @@ def n3_output(x: Tensor, neighbours: Tensor, differences: bool = True) -> Tensor
         - x: :math:`(B, T, D)`
         - neighbours: :math:`(B, T, k, D)`
         - output: :math:`(B, T, (k + 1) D)`
+
+    Raises:
+        TypeError: if an input is not a floating tensor or ``differences`` not a bool.
+        ValueError: if ``neighbours`` is not ``(B, T, k, D)`` for ``x`` ``(B, T, D)``.
     """
+    check_floating(x, "x")
+    check_rank(x, "x", "B, T, D")
+    check_floating(neighbours, "neighbours")
+    check_rank(neighbours, "neighbours", "B, T, k, D")
+    differences = check_bool("differences", differences)
+    b, t, d = x.shape
+    if neighbours.shape[:2] != (b, t) or neighbours.shape[3] != d:
+        raise ValueError(f"neighbours must have shape (B, T, k, D) = ({b}, {t}, k, {d}), got "
+                         f"{tuple(neighbours.shape)}")
     if differences:
         neighbours = neighbours - x[:, :, None, :]
     return torch.cat([x, rearrange(neighbours, "b t k d -> b t (k d)")], dim=-1)
@@ -76,15 +119,24 @@ class N3Block(nn.Module):
         differences: bool = True,
     ) -> None:
         super().__init__()
-        check_k(k)
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        if not temperature_bias > 0 or not math.isfinite(temperature_bias):
-            raise ValueError(f"temperature_bias must be positive, got {temperature_bias}")
-        if radius is not None and (radius < 1 or 2 * radius < k):
-            raise ValueError(f"radius must be >= 1 and give 2*radius >= k={k}, got {radius}")
-        embed_dim = embed_dim or dim
-        hidden = hidden or max(2 * dim, 16)
+        dim = check_int("dim", dim, min=1)
+        k = check_k(k)
+        embed_dim = check_optional_int("embed_dim", embed_dim, min=1)
+        hidden = check_optional_int("hidden", hidden, min=1)
+        temperature_bias = check_real("temperature_bias", temperature_bias, positive=True)
+        radius = check_optional_int("radius", radius, min=1)
+        differences = check_bool("differences", differences)
+        if radius is not None and 2 * radius < k:
+            raise ValueError(f"radius must be >= 1 and give 2*radius >= k={k} candidates besides "
+                             f"the token itself, got {radius}")
+        if embedding is not None and not isinstance(embedding, nn.Module):
+            raise TypeError(f"embedding must be an nn.Module or None, got "
+                            f"{type(embedding).__name__}")
+        if not (temperature_net is None or isinstance(temperature_net, (bool, nn.Module))):
+            raise TypeError(f"temperature_net must be an nn.Module, None, True or False, got "
+                            f"{type(temperature_net).__name__}")
+        embed_dim = embed_dim if embed_dim is not None else dim
+        hidden = hidden if hidden is not None else max(2 * dim, 16)
         self.dim, self.k, self.radius, self.differences = dim, k, radius, differences
         self.temperature_bias = temperature_bias
         self.embedding = embedding if embedding is not None else mlp(dim, hidden, embed_dim)
@@ -101,28 +153,91 @@ class N3Block(nn.Module):
         return (self.k + 1) * self.dim
 
     def temperature(self, x: Tensor) -> Tensor:
-        """Per-token temperature ``(B, T)`` for input ``x``."""
+        """Per-token temperature ``(B, T)`` for input ``x``.
+
+        ``temperature_bias · exp(log_t)`` in float32 (float64 for float64 ``x``), clamped to
+        the dtype's normal range: a collapsing ``log_t`` gives the smallest normal
+        temperature (hard kNN, zero gradient) instead of 0, a huge one the largest.
+        """
         if self.temperature_net is None:
-            return x.new_full(x.shape[:2], self.temperature_bias)
-        log_t = rearrange(self.temperature_net(x), "b t 1 -> b t")
-        return self.temperature_bias * log_t.float().exp()
+            dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+            t = torch.full(x.shape[:2], self.temperature_bias, dtype=dtype, device=x.device)
+        else:
+            log_t = rearrange(self.temperature_net(x), "b t 1 -> b t")
+            t = self.temperature_bias * log_t.float().exp()
+        info = torch.finfo(t.dtype)
+        return t.clamp(min=info.tiny, max=info.max)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         check_floating(x, "x")
         check_rank(x, "x", "B, T, D")
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have D={self.dim} features, got shape {tuple(x.shape)}")
+        b, n, _ = x.shape
+        if mask is not None:
+            check_mask(mask, "mask", (b, n), "B, T")
+            mask = mask.expand(b, n)
+        if b * n == 0:
+            out = x.new_zeros(b, n, self.out_dim)
+            return out + x.sum() * 0 if torch.is_grad_enabled() else out
+        lengths = self._check(x, mask)
+        if mask is not None:  # padding never matters: a padded token is a zero token
+            x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
         emb = self.embedding(x)
+        check_floating(emb, "the embedding of x")
+        if emb.dim() != 3 or emb.shape[:2] != x.shape[:2]:
+            raise ValueError(f"the embedding network must map (B, T, D) to (B, T, E), got "
+                             f"{tuple(emb.shape)} for x {tuple(x.shape)}")
         candidates = None
         if self.radius is not None:
             # Right-padded sequences: keep each window inside its own sequence.
-            lengths = None if mask is None else mask.expand(x.shape[:2]).sum(-1)
-            candidates = window_candidates(x.shape[1], self.radius, lengths, device=x.device)
-        neighbours = knn_aggregate(
-            emb, emb, x, self.k, self.temperature(x), candidates=candidates, mask=mask,
-            exclude_self=True,
-        )
+            candidates = _window_candidates(n, self.radius, lengths, x.device)
+        neighbours = _knn_aggregate(emb, emb, x, self.k, self.temperature(x), candidates, mask,
+                                    True, None, names=_NAMES)
         return n3_output(x, neighbours.to(x.dtype), self.differences)
+
+    def _check(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        """Values and mask layout in one host sync; returns the lengths for windows."""
+        lengths = None if mask is None else mask.sum(-1)
+        if not data_checks():
+            return lengths
+        where = None if mask is None else mask[..., None]
+        scalars = [masked_abs(x, where).amax()]
+        if lengths is not None:
+            prefix = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
+            scalars += [lengths.min(), (prefix == mask).all()]
+        x_max, *layout = fetch(*scalars)
+        if not math.isfinite(x_max):
+            raise_non_finite(x, "x", where, "real tokens" if where is not None else None)
+        info = torch.finfo(x.dtype)
+        if self.differences and x_max > info.max / 2:
+            raise OverflowError(
+                f"x reaches |{x_max:.3g}|: the differences x̂ − x of the output can overflow "
+                f"{x.dtype} (max {info.max:.3g}); scale x down or use differences=False"
+            )
+        need = self.k + 1 if self.radius is None else 2 * self.radius + 1
+        if layout:
+            shortest, is_prefix = layout
+            if self.radius is not None and not is_prefix:
+                row = int((prefix != mask).any(-1).nonzero()[0])
+                raise ValueError(
+                    f"mask row {row} is not right-padded: with radius, each row must be True "
+                    f"for its first tokens and False after them (padding at the end only)"
+                )
+            if shortest < need:
+                row = int((lengths == shortest).nonzero()[0])
+                what = (f"the window 2*radius+1={need}" if self.radius is not None
+                        else f"k+1={need} (k neighbours besides the token itself)")
+                raise ValueError(f"mask row {row} has {int(shortest)} real token(s), fewer than "
+                                 f"{what}")
+        elif x.shape[1] < need:
+            what = (f"the window 2*radius+1={need}" if self.radius is not None
+                    else f"k+1={need} (k neighbours besides the token itself)")
+            raise ValueError(f"x has T={x.shape[1]} tokens, fewer than {what}")
+        return lengths
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise RuntimeError(SCRIPT_UNSUPPORTED.format(type(self).__name__))
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, k={self.k}, radius={self.radius}, "
