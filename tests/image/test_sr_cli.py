@@ -301,6 +301,22 @@ class TestTrainSR:
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
+    def test_bfloat16_autocast(self, capsys, tmp_path):
+        data = self._data(tmp_path)
+        base = ["train", "--task", "sr", "--model", "vdsr", "--model-config",
+                '{"depth": 3, "features": 4}', "--data", data, "--crop", 80, "--batch-size", 2,
+                "--warmup-steps", 0, "--steps", 3, "--val-every", 1, "--no-progress"]
+        losses = {}
+        for precision in ("float32", "bfloat16"):
+            out = tmp_path / precision
+            code, _, err = run(capsys, *base, "--out", out, "--precision", precision)
+            assert code == 0, err
+            losses[precision] = [r["loss"] for r in json.loads((out / "log.json").read_text())]
+        assert all(np.isfinite(losses["bfloat16"]))
+        assert losses["bfloat16"][0] == losses["float32"][0]  # zero tails: output = input
+        assert losses["bfloat16"][1:] != losses["float32"][1:]  # the convolutions ran in bf16
+        assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.2)
+
     def test_errors(self, capsys, tmp_path):
         data = self._data(tmp_path)
         code, _, err = run(capsys, "train", "--task", "sr", "--model", "dncnn", "--data", data,
