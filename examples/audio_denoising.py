@@ -14,8 +14,10 @@ Usage (each stage can run on its own, so the two trainings can run in parallel):
     python examples/audio_denoising.py CORPUS RESULTS --stage evaluate
     ... --export-weights n3seq/audio/weights/speech16k_n3.safetensors  # ship the N³ model
 
-RESULTS gets ``{n3,local}.safetensors``, ``{n3,local}_log.json``, ``results.json``,
-``table.md`` (mean SI-SDR improvement per noise type) and ``spectrograms.png``.
+RESULTS gets ``{n3,local}.safetensors``, ``{n3,local}_log.json``, ``results.json`` (the
+table's rows as text under ``rows``, the numbers behind them, the commit and machine under
+``meta``), ``table.md`` (mean SI-SDR improvement per noise type) and ``spectrograms.png``.
+Results go to stdout, training progress bars to stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from n3seq._provenance import run_metadata, write_results_json
 from n3seq.audio import (
     NOISE_TYPES,
     DenoiserConfig,
@@ -98,7 +101,7 @@ def tune_wiener(args: argparse.Namespace) -> dict:
     """Grid search of the Wiener settings on training mixtures (not the test set)."""
     train, babble = load_pool(args.corpus, "train"), load_pool(args.corpus, "babble")
     gen = torch.Generator().manual_seed(12345)
-    noisy, clean = mixture_batch(train, 60, 3 * 16000, babble, generator=gen)
+    noisy, clean = mixture_batch(train, args.wiener_mixtures, 3 * 16000, babble, generator=gen)
     best, best_score = {}, -float("inf")
     grid = itertools.product([0.1, 0.2, 0.3, 0.5], [0.8, 0.9, 0.95, 0.98], [0.01, 0.03, 0.1, 0.3])
     for quantile, alpha, floor in grid:
@@ -111,6 +114,7 @@ def tune_wiener(args: argparse.Namespace) -> dict:
 
 
 def evaluate_stage(args: argparse.Namespace) -> None:
+    started = time.monotonic()
     test = load_test(args.corpus)
     found = [v for v in VARIANTS + EXTRA_VARIANTS if (args.results / f"{v}.safetensors").is_file()]
     models = {v: load_denoiser(args.results / f"{v}.safetensors") for v in found}
@@ -158,9 +162,9 @@ def evaluate_stage(args: argparse.Namespace) -> None:
             b = (rows[local_name][n] if n != "all"
                  else list(itertools.chain(*rows[local_name].values())))
             d = torch.tensor(a) - torch.tensor(b)
-            se = float(d.std() / len(d) ** 0.5)
+            se = float(d.std() / len(d) ** 0.5) if len(d) > 1 else None  # None: one item
             stats[n] = {"mean": float(d.mean()), "se": se}
-            cells.append(f"{float(d.mean()):+.2f} ± {se:.2f}")
+            cells.append(f"{float(d.mean()):+.2f}" + (f" ± {se:.2f}" if se is not None else ""))
         summary["paired_vs_local"][name] = stats
         table.append(f"| {name.split(' (')[0]} − local, paired (dB ± s.e.) | "
                      + " | ".join(cells) + " |")
@@ -168,8 +172,15 @@ def evaluate_stage(args: argparse.Namespace) -> None:
     for v in found:
         summary[f"{v}_training"] = json.loads((args.results / f"{v}_log.json").read_text())
         summary[f"{v}_training"].pop("log")
-    (args.results / "results.json").write_text(json.dumps(summary, indent=1))
-    (args.results / "table.md").write_text("\n".join(table) + "\n")
+    # ``rows`` holds the table's cells as text, for scripts/render_docs_tables.py.
+    table_rows = [dict(zip(["method", *NOISE_TYPES, "all"],
+                           [c.strip() for c in line.strip("|").split(" | ")]))
+                  for line in table[2:]]
+    write_results_json(args.results / "results.json", table_rows,
+                       run_metadata(time.monotonic() - started), **summary)
+    tmp = args.results / "table.md.tmp"
+    tmp.write_text("\n".join(table) + "\n")
+    tmp.replace(args.results / "table.md")
     print("\n".join(table))
     item = test[args.figure_item]
     plot_spectrograms(args.results / "spectrograms.png", item, outputs)
@@ -228,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure-item", type=int, default=0)
+    parser.add_argument("--wiener-mixtures", type=int, default=60,
+                        help="training mixtures (3 s) for the Wiener filter's grid search")
     parser.add_argument("--export-weights", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

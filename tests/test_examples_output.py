@@ -46,3 +46,48 @@ def test_progress_range_writes_its_bar_to_stderr(capsys):
     captured = capsys.readouterr()
     assert "bar test" in captured.err
     assert "bar test" not in captured.out
+
+
+def _tiny_speech_corpus(root: Path) -> None:
+    import torch
+
+    soundfile = pytest.importorskip("soundfile")
+    g = torch.Generator().manual_seed(0)
+
+    def utterance(seconds: float) -> torch.Tensor:
+        t = torch.arange(int(16000 * seconds)) / 16000
+        f0 = 100 + 200 * torch.rand(1, generator=g)
+        return 0.3 * torch.sin(2 * torch.pi * f0 * t) * torch.sin(2 * torch.pi * 2 * t).abs()
+
+    manifest: dict = {"sample_rate": 16000, "train": [], "babble": [], "test": []}
+    for pool, n in (("train", 3), ("babble", 2)):
+        for i in range(n):
+            (root / pool).mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(root / pool / f"{i}.wav"), utterance(1.0).numpy(), 16000)
+            manifest[pool].append({"file": f"{pool}/{i}.wav"})
+    for kind in ("white", "pink", "babble"):
+        (root / "test" / kind).mkdir(parents=True)
+        clean = utterance(0.6)
+        noisy = clean + 0.05 * torch.randn(clean.shape, generator=g)
+        soundfile.write(str(root / "test" / kind / "0_clean.wav"), clean.numpy(), 16000)
+        soundfile.write(str(root / "test" / kind / "0_noisy.wav"), noisy.numpy(), 16000)
+        manifest["test"].append({"file": f"test/{kind}/0", "noise": kind, "snr_db": 5.0})
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_audio_experiment_tiny_run_writes_renderable_results(tmp_path):
+    pytest.importorskip("matplotlib")
+    corpus, results = tmp_path / "corpus", tmp_path / "results"
+    _tiny_speech_corpus(corpus)
+    done = _run(["examples/audio_denoising.py", str(corpus), str(results), "--steps", "2",
+                 "--batch", "2", "--segment", "0.5", "--wiener-mixtures", "4"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [m for m in FRAME_MARKS if m in done.stdout], done.stdout[:500]
+    assert "train:" in done.stderr
+    payload = json.loads((results / "results.json").read_text())
+    assert {"commit", "machine"} <= set(payload["meta"])
+    methods = [r["method"] for r in payload["rows"]]
+    assert methods[0] == "input SI-SDR (dB)" and len(methods) == 5
+    assert set(payload["rows"][0]) == {"method", "white", "pink", "babble", "all"}
+    assert "si_sdr_i" in payload and "paired_vs_local" in payload
+    assert "nan" not in (results / "results.json").read_text().lower()  # one item: se None
