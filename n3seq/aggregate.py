@@ -608,9 +608,19 @@ def _knn_aggregate(
         return _empty_result(query, keys, values, k, temperature)
     out_dtype = values.dtype
     query, keys, values, t = _prepare(query, keys, values, k, temperature, mask, names)
+    return _compute(query, keys, values, t, k, candidates, mask, exclude_self,
+                    chunk_size).to(out_dtype)
+
+
+def _compute(
+    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, k: int,
+    candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
+    chunk_size: int | None,
+) -> Tensor:
+    """The aggregation of :func:`_prepare`'d inputs, in their dtype."""
+    b, n, _ = query.shape
     if transforms_active():
-        return _plain_aggregate(query, keys, values, t, k, candidates, mask,
-                                exclude_self).to(out_dtype)
+        return _plain_aggregate(query, keys, values, t, k, candidates, mask, exclude_self)
 
     if candidates is None:
         per_query = keys.shape[1]
@@ -631,7 +641,7 @@ def _knn_aggregate(
                 out = _CandidateAggregate.apply(*args)
             else:
                 out = _aggregate_candidates(*args)
-        return out.to(out_dtype)
+        return out
     outputs = []
     # Without autograd the chunks are written into one preallocated result: many small
     # long-lived chunk outputs between the large per-chunk temporaries fragment the heap.
@@ -658,7 +668,7 @@ def _knn_aggregate(
         out = result
     else:
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-    return out.to(out_dtype)
+    return out
 
 
 class KNNAggregate(nn.Module):

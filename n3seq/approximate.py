@@ -18,10 +18,17 @@ beyond the L-th candidate in round j is at most
 consumed weight evenly when ``1/t ≥ 1`` and by concentrating it when ``1/t < 1``). It is a
 softmax tail: tiny once the scores beyond the L-th candidate are a few temperatures below it.
 :func:`tail_bound` computes it per query and round.
+
+Inputs are validated as by :func:`~n3seq.knn_aggregate` (ints, bools, NaN/inf at valid keys,
+masked keys never inspected, features whose squared distances would overflow float32 are
+searched in float64; float64 overflow raises ``OverflowError``). An empty batch gives an
+empty result. ``torch.func`` transforms are not supported here (the search is a hard top-k
+without gradient): use :func:`~n3seq.knn_aggregate` with ``candidates`` inside them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -29,14 +36,22 @@ from torch import Tensor
 
 from n3seq._checks import (
     as_temperature,
+    check_bool,
+    check_choice,
     check_finite,
     check_floating,
+    check_int,
+    check_k,
     check_mask,
+    check_optional_int,
     check_rank,
-    compute_dtype,
+    data_checks,
+    fetch,
+    raise_non_finite,
+    tracing,
 )
 from n3seq._fused import fused_continuous_knn
-from n3seq.aggregate import _validate, knn_aggregate
+from n3seq.aggregate import _compute, _empty_result, _prepare, _validate
 
 Backend = Literal["torch", "faiss"]
 
@@ -47,36 +62,88 @@ SEARCH_ELEMENTS = 1 << 22
 
 
 def _check_inputs(
-    query: Tensor, keys: Tensor, num_candidates: int, mask: Tensor | None, exclude_self: bool
-) -> None:
+    query: Tensor, keys: Tensor, num_candidates: int, mask: Tensor | None, exclude_self: bool,
+    chunk_size: int | None = None,
+) -> tuple[int, bool, int | None]:
+    """Types, shapes and counts; returns ``num_candidates``, ``exclude_self``, ``chunk_size``."""
     for name, x, layout in (("query", query, "B, N, E"), ("keys", keys, "B, M, E")):
         check_floating(x, name)
         check_rank(x, name, layout)
-        check_finite(x, name)
     (b, n, e), (bk, m, ek) = query.shape, keys.shape
     if b != bk or e != ek:
         raise ValueError(
             f"query (B, N, E) and keys (B, M, E) must share B and E, got query "
             f"{tuple(query.shape)}, keys {tuple(keys.shape)}"
         )
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int):
-        raise TypeError(f"num_candidates must be an int, got {type(num_candidates).__name__}")
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+    num_candidates = check_int("num_candidates", num_candidates, min=1)
+    exclude_self = check_bool("exclude_self", exclude_self)
+    chunk_size = check_optional_int("chunk_size", chunk_size, min=1)
     if exclude_self and n != m:
         raise ValueError(f"exclude_self needs N == M, got N={n}, M={m}")
-    valid = torch.full((b,), m, dtype=torch.long, device=keys.device)
     if mask is not None:
         check_mask(mask, "mask", (b, m), "B, M")
+    if b * n == 0:
+        return num_candidates, exclude_self, chunk_size
+    valid = torch.full((b,), m, dtype=torch.long, device=keys.device)
+    if mask is not None:
         valid = mask.expand(b, m).sum(-1)
     if exclude_self:
         valid = valid - 1
-    low = int(valid.min())
-    if num_candidates > low:
-        raise ValueError(
-            f"num_candidates={num_candidates} is larger than the number of valid candidates "
-            f"({low}, after mask/exclude_self; keys {tuple(keys.shape)})"
-        )
+    if data_checks():
+        low = int(valid.min())
+        if num_candidates > low:
+            raise ValueError(
+                f"num_candidates={num_candidates} is larger than the number of valid candidates "
+                f"({low}, after mask/exclude_self; keys {tuple(keys.shape)})"
+            )
+    return num_candidates, exclude_self, chunk_size
+
+
+def _prepare_search(
+    query: Tensor, keys: Tensor, mask: Tensor | None, float32_only: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Query and keys in the search dtype, checked for NaN/inf (valid keys only), one sync.
+
+    Masked keys are zeroed where they are not finite. Where the squared distances could
+    exceed float32, the search runs in float64 (``OverflowError`` beyond float64, or beyond
+    float32 with ``float32_only``, i.e. FAISS).
+    """
+    b, _, e = query.shape
+    m = keys.shape[1]
+    key_ok = None if mask is None else mask.expand(b, m)[..., None]
+    dtype = torch.float64 if torch.float64 in (query.dtype, keys.dtype) else torch.float32
+    q, kk = query.to(dtype), keys.to(dtype)
+    if not data_checks():
+        if tracing():
+            check_finite(query, "query")
+            check_finite(keys, "keys", key_ok)
+        if key_ok is not None:
+            kk = kk.masked_fill(~key_ok, 0.0)
+        return q, kk
+    zero = q.new_zeros(())
+    k_abs = kk.abs()
+    scalars = [q.abs().amax() if q.numel() else zero, k_abs.amax() if kk.numel() else zero]
+    if key_ok is not None:
+        scalars.append(k_abs.masked_fill(~key_ok, 0.0).amax() if kk.numel() else zero)
+    qm, k_all, *rest = fetch(*scalars)
+    km = rest[0] if rest else k_all
+    if not math.isfinite(qm):
+        raise_non_finite(query, "query")
+    if not math.isfinite(km):
+        raise_non_finite(keys, "keys", key_ok, "valid keys" if key_ok is not None else None)
+    if key_ok is not None and not math.isfinite(k_all):
+        kk = kk.masked_fill(~key_ok, 0.0)
+    largest = e * (qm + km) ** 2
+    if largest > torch.finfo(dtype).max / 4:
+        if dtype == torch.float64 or float32_only:
+            where = "float64" if dtype == torch.float64 else "float32 (the FAISS search)"
+            raise OverflowError(
+                f"the squared distances of query (|values| up to {qm:.3g}) and keys (up to "
+                f"{km:.3g}, E={e}) overflow {where}; scale the features down"
+                + ("" if dtype == torch.float64 else " or use backend='torch'")
+            )
+        q, kk = q.double(), kk.double()
+    return q, kk
 
 
 def _chunk_scores(
@@ -181,14 +248,16 @@ def preselect_candidates(
         >>> preselect_candidates(x, x, 32, exclude_self=True).shape
         torch.Size([1, 1000, 32])
     """
-    _check_inputs(query, keys, num_candidates, mask, exclude_self)
+    num_candidates, exclude_self, chunk_size = _check_inputs(
+        query, keys, num_candidates, mask, exclude_self, chunk_size)
+    check_choice("backend", backend, ("torch", "faiss"))
+    b, n, _ = query.shape
+    if b * n == 0:
+        return torch.zeros(b, n, num_candidates, dtype=torch.long, device=query.device)
+    q, kk = _prepare_search(query, keys, mask, float32_only=backend == "faiss")
     if backend == "torch":
-        dtype = torch.float64 if torch.float64 in (query.dtype, keys.dtype) else torch.float32
-        return _preselect_torch(query.to(dtype), keys.to(dtype), num_candidates, mask,
-                                exclude_self, chunk_size)
-    if backend == "faiss":
-        return _preselect_faiss(query, keys, num_candidates, mask, exclude_self)
-    raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+        return _preselect_torch(q, kk, num_candidates, mask, exclude_self, chunk_size)
+    return _preselect_faiss(q, kk, num_candidates, mask, exclude_self)
 
 
 def approx_knn_aggregate(
@@ -236,38 +305,46 @@ def approx_knn_aggregate(
         >>> approx_knn_aggregate(x, x, x, k=4, num_candidates=32, exclude_self=True).shape
         torch.Size([1, 1000, 4, 8])
     """
-    if isinstance(k, int) and not isinstance(k, bool) and isinstance(num_candidates, int) \
-            and k > num_candidates:
+    k = check_k(k)
+    num_candidates, exclude_self, chunk_size = _check_inputs(
+        query, keys, num_candidates, mask, exclude_self, chunk_size)
+    check_choice("backend", backend, ("torch", "faiss"))
+    if k > num_candidates:
         raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
+    k, exclude_self, _ = _validate(query, keys, values, k, None, mask, exclude_self)
+    b, n, _ = query.shape
+    if b * n == 0:
+        return _empty_result(query, keys, values, k, temperature)
     needs_grad = torch.is_grad_enabled() and (
         any(x.requires_grad for x in (query, keys, values))
         or (isinstance(temperature, Tensor) and temperature.requires_grad)
     )
+    q, kk, v, t = _prepare(query, keys, values, k, temperature, mask)
     if backend == "torch" and not needs_grad:
-        return _approx_inference(query, keys, values, k, temperature, num_candidates, mask,
-                                 exclude_self, chunk_size)
-    candidates = preselect_candidates(query, keys, num_candidates, mask, exclude_self,
-                                      backend, chunk_size)
-    return knn_aggregate(query, keys, values, k, temperature, candidates=candidates)
+        return _approx_inference(q, kk, v, t, k, num_candidates, mask, exclude_self,
+                                 chunk_size).to(values.dtype)
+    with torch.no_grad():
+        if backend == "torch":
+            candidates = _preselect_torch(q, kk, num_candidates, mask, exclude_self, chunk_size)
+        else:
+            q32, k32 = _prepare_search(query, keys, mask, float32_only=True)
+            candidates = _preselect_faiss(q32, k32, num_candidates, mask, exclude_self)
+    # The pre-selection enforced mask and exclude_self: distinct, valid candidates only.
+    return _compute(q, kk, v, t, k, candidates, None, False, None).to(values.dtype)
 
 
 @torch.no_grad()
 def _approx_inference(
-    query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
-    num: int, mask: Tensor | None, exclude_self: bool, chunk_size: int | None,
+    query: Tensor, keys: Tensor, vals: Tensor, t: Tensor, k: int, num: int,
+    mask: Tensor | None, exclude_self: bool, chunk_size: int | None,
 ) -> Tensor:
     """Without autograd the top-k scores of the search are the relaxation's scores: reuse them.
 
     They differ from ``−‖q − x‖²`` by ``‖q‖²``, a per-query constant that every softmax round
-    ignores. Saves recomputing the distances and gathering the candidate keys.
+    ignores. Saves recomputing the distances and gathering the candidate keys. Inputs come
+    from :func:`~n3seq.aggregate._prepare` (compute dtype, safe temperature ``(B, N)``).
     """
-    _check_inputs(query, keys, num, mask, exclude_self)
-    _validate(query, keys, values, k, None, mask, exclude_self)
     b, n, _ = query.shape
-    dtype = compute_dtype(query, keys, values)
-    t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
-                       device=query.device).expand(b, n)
-    query, keys, vals = query.to(dtype), keys.to(dtype), values.to(dtype)
     step = chunk_size or max(1, SEARCH_ELEMENTS // (b * keys.shape[1]))
     norms = keys.square().sum(-1)
     flat_vals = vals.reshape(-1, vals.shape[-1])
@@ -282,7 +359,7 @@ def _approx_inference(
         rows = (top.indices + offsets).flatten()
         near = flat_vals.index_select(0, rows).view(b, -1, num, vals.shape[-1])
         out.append(torch.einsum("bnkl,bnlf->bnkf", w, near))
-    return torch.cat(out, dim=1).to(values.dtype)
+    return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
@@ -321,18 +398,24 @@ def tail_bound(
         >>> tail_bound(x, x, 32, k=3, temperature=0.1).shape
         torch.Size([1, 200, 3])
     """
-    _check_inputs(query, keys, num_candidates, mask, exclude_self)
+    num_candidates, exclude_self, chunk_size = _check_inputs(
+        query, keys, num_candidates, mask, exclude_self, chunk_size)
+    k = check_k(k)
     if k > num_candidates:
         raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
     b, n, _ = query.shape
-    dtype = torch.float64 if torch.float64 in (query.dtype, keys.dtype) else torch.float32
-    query, keys = query.to(dtype), keys.to(dtype)
+    query, keys = _prepare_search(query, keys, mask)
+    dtype = query.dtype
     t = as_temperature(temperature, torch.Size([b, n]), dtype=dtype,
                        device=query.device).expand(b, n)
+    if b * n == 0:
+        return query.new_zeros(b, n, k)
     step = chunk_size or max(1, SEARCH_ELEMENTS // (b * keys.shape[1]))
     norms = keys.square().sum(-1)
     num = num_candidates
     rounds = torch.arange(k, dtype=dtype, device=query.device)
+    log1m = torch.log1p(-rounds / num)  # log(1 − (j − 1)/L), 0 for the first round
+    tiny = torch.finfo(dtype).tiny
     out = []
     for start in range(0, n, step):
         tc = t[:, start:start + step, None]
@@ -340,10 +423,20 @@ def tail_bound(
                                exclude_self)
         top = scores.topk(num, dim=-1)
         s_l = top.values.min(dim=-1, keepdim=True).values
-        outside = scores.scatter(-1, top.indices, float("-inf"))
+        outside = scores.scatter(-1, top.indices, float("-inf")) - s_l  # <= 0, −inf in C
         # exp((sᵢ − s₍L₎)/t) <= 1 outside C: no overflow. −inf everywhere gives a 0 tail.
-        tail = torch.logsumexp((outside - s_l) / tc, dim=-1, keepdim=True).exp()
+        tail = torch.logsumexp(outside / tc, dim=-1, keepdim=True).exp()
         power = torch.clamp(1.0 / tc, min=1.0)
-        denom = num * torch.exp(power * torch.log1p(-rounds / num))  # (B, n, k)
-        out.append((tail / denom).clamp(max=1.0))
+        denom = num * torch.exp(power * log1m)  # (B, n, k)
+        bound = (tail / denom).clamp(max=1.0)
+        under = denom < tiny  # (1 − (j−1)/L)^{1/t} underflows at small t: 0/0 above
+        for j in range(1, k):
+            if bool(under[..., j].any()):
+                # tailʲ = Σ exp((xᵢ − c)/t) / L with c = max(t, 1)·log(1 − (j−1)/L): one
+                # exponent per candidate, so neither factor over- or underflows alone.
+                c = torch.clamp(tc, min=1.0) * log1m[j]
+                log_b = torch.logsumexp((outside - c) / tc, dim=-1) - math.log(num)
+                exact = log_b.clamp(max=0.0).exp()
+                bound[..., j] = torch.where(under[..., j], exact, bound[..., j])
+        out.append(bound)
     return torch.cat(out, dim=1)
