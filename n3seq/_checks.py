@@ -58,6 +58,13 @@ def transforms_active() -> bool:
     return bool(torch._C._are_functorch_transforms_active())
 
 
+def plain_path() -> bool:
+    """Whether to run the straightforward relaxation: inside ``torch.func`` transforms and
+    under ``torch.jit.trace`` (the fused path branches on tensor values, which a trace would
+    freeze)."""
+    return transforms_active() or torch.jit.is_tracing()
+
+
 def data_checks() -> bool:
     """Whether checks that read tensor values run now (eager calls: always)."""
     return not (tracing() or jit_tracing() or transforms_active())

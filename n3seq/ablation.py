@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from n3seq._checks import check_int
 from n3seq.block import N3Block
 
 
@@ -35,6 +36,11 @@ def matching_width(
         >>> width > 16
         True
     """
+    target = check_int("target", target, min=0)
+    if not callable(build):
+        raise TypeError(f"build must be callable (width -> module), got {type(build).__name__}")
+    if not isinstance(widths, range) or len(widths) == 0:
+        raise ValueError(f"widths must be a non-empty range, got {widths!r}")
     lo, hi = 0, len(widths) - 1
     while lo < hi:  # first width whose count reaches the target
         mid = (lo + hi) // 2
@@ -76,6 +82,7 @@ class DenseResidual(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
+        dim = check_int("dim", dim, min=1)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:

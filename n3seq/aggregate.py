@@ -44,13 +44,13 @@ from n3seq._checks import (
     compute_dtype,
     data_checks,
     fetch,
+    plain_path,
     raise_non_finite,
     safe_temperature,
     tracing,
-    transforms_active,
 )
 from n3seq._fused import fused_continuous_knn, fused_knn_sums
-from n3seq.relaxation import continuous_knn_unchecked
+from n3seq.relaxation import SCRIPT_UNSUPPORTED, continuous_knn_unchecked
 
 #: Elements of one chunk's (queries × candidates) score matrix; about 4 MiB in float32, so that
 #: a chunk's k rounds run in cache (larger chunks were slower on CPU, not faster).
@@ -63,7 +63,7 @@ _USE_FUSED = True
 
 
 def _relax(scores: Tensor, k: int, t: Tensor, valid: Tensor | None) -> Tensor:
-    if _USE_FUSED and not transforms_active():
+    if _USE_FUSED and not plain_path():
         return fused_continuous_knn(scores, k, t, valid)
     return continuous_knn_unchecked(scores, k, t, valid)
 
@@ -619,7 +619,7 @@ def _compute(
 ) -> Tensor:
     """The aggregation of :func:`_prepare`'d inputs, in their dtype."""
     b, n, _ = query.shape
-    if transforms_active():
+    if plain_path():
         return _plain_aggregate(query, keys, values, t, k, candidates, mask, exclude_self)
 
     if candidates is None:
@@ -686,9 +686,11 @@ class KNNAggregate(nn.Module):
 
     def __init__(self, k: int, exclude_self: bool = False) -> None:
         super().__init__()
-        check_k(k)
-        self.k = k
-        self.exclude_self = exclude_self
+        self.k = check_k(k)
+        self.exclude_self = check_bool("exclude_self", exclude_self)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise RuntimeError(SCRIPT_UNSUPPORTED.format(type(self).__name__))
 
     def forward(
         self, query: Tensor, keys: Tensor, values: Tensor, temperature: float | Tensor = 1.0,

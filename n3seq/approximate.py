@@ -22,8 +22,10 @@ softmax tail: tiny once the scores beyond the L-th candidate are a few temperatu
 Inputs are validated as by :func:`~n3seq.knn_aggregate` (ints, bools, NaN/inf at valid keys,
 masked keys never inspected, features whose squared distances would overflow float32 are
 searched in float64; float64 overflow raises ``OverflowError``). An empty batch gives an
-empty result. ``torch.func`` transforms are not supported here (the search is a hard top-k
-without gradient): use :func:`~n3seq.knn_aggregate` with ``candidates`` inside them.
+empty result. Inside ``torch.func`` transforms (``vmap``, ``grad``, ...) the search runs as
+usual (a hard top-k, no gradient) and the relaxation over its candidates takes the
+straightforward path, as :func:`~n3seq.knn_aggregate` does; ``torch.jit.trace`` records no
+input checks.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from n3seq._checks import (
     check_rank,
     data_checks,
     fetch,
+    plain_path,
     raise_non_finite,
     tracing,
 )
@@ -320,7 +323,7 @@ def approx_knn_aggregate(
         or (isinstance(temperature, Tensor) and temperature.requires_grad)
     )
     q, kk, v, t = _prepare(query, keys, values, k, temperature, mask)
-    if backend == "torch" and not needs_grad:
+    if backend == "torch" and not needs_grad and not plain_path():
         return _approx_inference(q, kk, v, t, k, num_candidates, mask, exclude_self,
                                  chunk_size).to(values.dtype)
     with torch.no_grad():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_k
+
 
 def continuous_knn_reference(
     scores: Tensor, k: int, temperature: float | Tensor = 1.0, mask: Tensor | None = None
@@ -18,6 +20,7 @@ def continuous_knn_reference(
 
     Masked candidates get logit −inf. Not numerically safe when a weight rounds to 1.
     """
+    check_k(k)
     a = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
     weights = []
     for _ in range(k):
@@ -39,6 +42,7 @@ def knn_aggregate_reference(
     exclude_self: bool = False,
 ) -> Tensor:
     """:func:`n3seq.knn_aggregate` with every query × candidate matrix materialised at once."""
+    check_k(k)
     b, n, _ = query.shape
     m = keys.shape[1]
     if candidates is None:

@@ -45,10 +45,10 @@ from n3seq._checks import (
     data_checks,
     fetch,
     masked_abs,
+    plain_path,
     raise_non_finite,
     safe_temperature,
     tracing,
-    transforms_active,
 )
 from n3seq._fused import fused_continuous_knn
 
@@ -68,9 +68,8 @@ def _log1m_softmax(log_w: Tensor) -> Tensor:
     Both branches are finite wherever ``torch.where`` evaluates them, so the gradient has no
     0·inf terms.
     """
-    is_max = torch.zeros_like(log_w, dtype=torch.bool).scatter_(
-        -1, log_w.argmax(dim=-1, keepdim=True), True
-    ) & (log_w > -math.log(2.0))
+    columns = torch.arange(log_w.shape[-1], device=log_w.device)
+    is_max = (columns == log_w.argmax(dim=-1, keepdim=True)) & (log_w > -math.log(2.0))
     others = log_w.masked_fill(is_max, float("-inf"))
     log1m_others = torch.log1p(-others.exp())
     log1m_max = torch.logsumexp(others, dim=-1, keepdim=True)
@@ -238,7 +237,7 @@ def continuous_knn(
         return scores.new_zeros(*scores.shape[:-1], k, scores.shape[-1])
     s, t = _prepare(scores, k, temperature, mask)
     with torch.autocast(scores.device.type, enabled=False):
-        if transforms_active():
+        if plain_path():
             weights = continuous_knn_unchecked(s, k, t, mask)
         else:
             weights = fused_continuous_knn(s, k, t, mask)
@@ -277,7 +276,7 @@ def hard_knn(scores: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
     one_hot = torch.zeros(*scores.shape[:-1], k, scores.shape[-1], dtype=scores.dtype,
                           device=scores.device)
-    return one_hot.scatter_(-1, order.unsqueeze(-1), 1.0)
+    return one_hot.scatter(-1, order.unsqueeze(-1), 1.0)  # out of place: vmap-able
 
 
 class ContinuousKNN(nn.Module):
