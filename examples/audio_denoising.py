@@ -114,7 +114,7 @@ def tune_wiener(args: argparse.Namespace) -> dict:
 
 
 def evaluate_stage(args: argparse.Namespace) -> None:
-    started = time.monotonic()
+    started, meta = time.monotonic(), run_metadata()  # at the start: the code this run loaded
     test = load_test(args.corpus)
     found = [v for v in VARIANTS + EXTRA_VARIANTS if (args.results / f"{v}.safetensors").is_file()]
     models = {v: load_denoiser(args.results / f"{v}.safetensors") for v in found}
@@ -177,7 +177,7 @@ def evaluate_stage(args: argparse.Namespace) -> None:
                            [c.strip() for c in line.strip("|").split(" | ")]))
                   for line in table[2:]]
     write_results_json(args.results / "results.json", table_rows,
-                       run_metadata(time.monotonic() - started), **summary)
+                       {**meta, "wall_s": round(time.monotonic() - started, 1)}, **summary)
     tmp = args.results / "table.md.tmp"
     tmp.write_text("\n".join(table) + "\n")
     tmp.replace(args.results / "table.md")

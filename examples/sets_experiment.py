@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    meta = run_metadata()  # at the start: the code this run loaded
     data_kwargs = {"min_points": 50, "max_points": 120, "outlier_ratio": (0.5, 0.9),
                    "noise_px": 1.0}
     test = make_correspondences(args.test_sets, generator=torch.Generator().manual_seed(123),
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.time() - started
     settings = {"steps": args.steps, "batch": args.batch, "width": args.width, "k": args.k,
                 "test_sets": args.test_sets, "seeds": args.seed, "threads": args.threads}
-    write_results_json(args.out / "results.json", rows, run_metadata(elapsed),
+    meta["wall_s"] = round(elapsed, 1)
+    write_results_json(args.out / "results.json", rows, meta,
                        summary=summarise(rows), settings=settings)
     table = markdown_table(rows)
     tmp = args.out / "table.md.tmp"

@@ -60,14 +60,16 @@ def machine_description() -> str:
 def run_metadata(wall_s: float | None = None, command: list[str] | None = None) -> dict[str, Any]:
     """Commit, uncommitted tracked files, machine, torch version, threads, date and command.
 
+    Call it when the run starts, so that commit and ``dirty`` describe the code the run
+    loaded (others may commit during a long run); set ``wall_s`` at the end.
+
     Args:
         wall_s: the run's wall time in seconds, if known.
         command: the command line; ``sys.argv`` when omitted.
 
     Returns:
         A JSON-serialisable dict. ``commit`` is ``"unknown"`` outside a git checkout;
-        ``dirty`` lists tracked files that differed from that commit when the run ended
-        (at most 20).
+        ``dirty`` lists tracked files that differed from that commit at the call (at most 20).
     """
     import torch
 
