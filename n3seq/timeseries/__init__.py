@@ -14,7 +14,14 @@ from n3seq.timeseries.baselines import (
     savitzky_golay,
     seasonal_naive,
 )
-from n3seq.timeseries.data import SeriesSplit, load_co2, load_split, load_sunspots, split_in_time
+from n3seq.timeseries.data import (
+    SeriesSplit,
+    load_co2,
+    load_split,
+    load_sunspots,
+    load_taylor,
+    split_in_time,
+)
 from n3seq.timeseries.forecast import forecast
 from n3seq.timeseries.metrics import masked_mae, masked_mse
 from n3seq.timeseries.model import (
@@ -24,8 +31,19 @@ from n3seq.timeseries.model import (
     SeriesN3Stage,
     SeriesNet,
 )
+from n3seq.timeseries.peers import (
+    HoltWinters,
+    Peer,
+    SavitzkyGolayPeer,
+    SeasonalNaivePeer,
+    StateSpacePeer,
+    STLPeer,
+    TBATSPeer,
+    peer_predict,
+    select_state_space,
+)
 from n3seq.timeseries.tasks import TASKS, forecast_mask, gap_mask, make_episode, random_crops
-from n3seq.timeseries.train import fit_series_model
+from n3seq.timeseries.train import fit_on_episodes, fit_series_model, pinball_loss
 from n3seq.timeseries.windows import (
     WindowTokens,
     check_padding_mask,
@@ -39,15 +57,23 @@ from n3seq.timeseries.windows import (
 __all__ = [
     "TASKS",
     "DenseStage",
+    "HoltWinters",
     "LocalStage",
+    "Peer",
+    "STLPeer",
+    "SavitzkyGolayPeer",
+    "SeasonalNaivePeer",
     "SeriesModel",
     "SeriesN3Stage",
     "SeriesNet",
     "SeriesSplit",
+    "StateSpacePeer",
+    "TBATSPeer",
     "WindowTokens",
     "check_padding_mask",
     "count_parameters",
     "covered_length",
+    "fit_on_episodes",
     "fit_series_model",
     "fold_windows",
     "forecast",
@@ -57,15 +83,19 @@ __all__ = [
     "load_co2",
     "load_split",
     "load_sunspots",
+    "load_taylor",
     "make_episode",
     "masked_mae",
     "masked_mse",
     "matching_width",
     "moving_average",
     "num_windows",
+    "peer_predict",
+    "pinball_loss",
     "random_crops",
     "savitzky_golay",
     "seasonal_naive",
+    "select_state_space",
     "split_in_time",
     "unfold_windows",
     "window_mask",

@@ -54,7 +54,21 @@ def load_sunspots() -> np.ndarray:
     return sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float64)[:, None]
 
 
-DATASETS = {"co2": (load_co2, 52), "sunspots": (load_sunspots, 11)}
+def load_taylor() -> np.ndarray:
+    """Half-hourly electricity demand of England and Wales, 5 June – 27 August 2000 (Taylor,
+    2003), from ``pmdarima.datasets.load_taylor`` (shipped with the package, read offline).
+
+    The classic double-seasonal series: a daily (48 steps) and a weekly (336 steps) season.
+
+    Returns:
+        Array ``(4032, 1)`` in megawatts.
+    """
+    from pmdarima.datasets import load_taylor as _load
+
+    return np.asarray(_load(as_series=False), dtype=np.float64)[:, None]
+
+
+DATASETS = {"co2": (load_co2, 52), "sunspots": (load_sunspots, 11), "taylor": (load_taylor, 336)}
 
 
 def split_in_time(series: np.ndarray, test_fraction: float = 0.2) -> tuple[np.ndarray, ...]:
@@ -79,7 +93,7 @@ def split_in_time(series: np.ndarray, test_fraction: float = 0.2) -> tuple[np.nd
 
 
 def load_split(name: str, test_fraction: float = 0.2) -> SeriesSplit:
-    """Loads ``"co2"`` or ``"sunspots"`` and splits it in time (see :func:`split_in_time`)."""
+    """Loads ``"co2"``, ``"sunspots"`` or ``"taylor"``, split in time (:func:`split_in_time`)."""
     if name not in DATASETS:
         raise ValueError(f"name must be one of {sorted(DATASETS)}, got {name!r}")
     load, period = DATASETS[name]

@@ -8,6 +8,7 @@ observed points as extra channels, and predicts the complete clean series.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -145,8 +146,20 @@ class SeriesModel(nn.Module):
     predicts a correction of the zero-filled normalised series, and the result is mapped back
     to the original scale.
 
+    **Hybrid** (``use_base=True``): a classical method's prediction ``base`` (e.g. a Kalman
+    smoother's imputation or a seasonal-naive forecast; :func:`~n3seq.timeseries.peer_predict`)
+    is normalised like the series and appended as C more input channels, and the net predicts
+    the correction of the *base* instead; its output layer starts at zero, so an untrained
+    hybrid returns the base.
+
+    **Quantiles**: with ``quantiles=(0.1, 0.9)`` the net also predicts those quantiles of every
+    step (:meth:`predict`; train them with the pinball loss, as
+    :func:`~n3seq.timeseries.fit_on_episodes` does); ``forward`` returns the point prediction.
+
     Args:
         channels: channels C of the series.
+        use_base: take a classical prediction ``base`` as input and correct it.
+        quantiles: levels in (0, 1) of the predicted quantiles (empty: none).
         **net_kwargs: passed to :class:`SeriesNet` (``window``, ``stride``, ``width``,
             ``depth``, ``k``, ``radius``, ``use_n3``, ``kernel_size``).
 
@@ -154,6 +167,7 @@ class SeriesModel(nn.Module):
         - series: :math:`(B, T, C)`; values at unobserved points are ignored (may be NaN)
         - observed: optional bool :math:`(B, T, C)`, ``True`` = value known
         - mask: optional bool :math:`(B, T)` padding mask, ``True`` = real step
+        - base: :math:`(B, T, C)`, needed iff ``use_base`` (finite at every real step)
         - output: :math:`(B, T, C)`, zero on padded steps
 
     Example:
@@ -165,13 +179,31 @@ class SeriesModel(nn.Module):
         torch.Size([2, 64, 1])
     """
 
-    def __init__(self, channels: int, **net_kwargs: Any) -> None:
+    def __init__(self, channels: int, *, use_base: bool = False,
+                 quantiles: tuple[float, ...] = (), **net_kwargs: Any) -> None:
         super().__init__()
-        self.channels = channels
-        self.net = SeriesNet(2 * channels, channels, **net_kwargs)
+        quantiles = tuple(float(q) for q in quantiles)
+        if any(not 0 < q < 1 for q in quantiles) or any(
+                a >= b for a, b in itertools.pairwise(quantiles)):
+            raise ValueError(f"quantiles must be increasing levels in (0, 1), got {quantiles}")
+        self.channels, self.use_base, self.quantiles = channels, bool(use_base), quantiles
+        self.net = SeriesNet((3 if self.use_base else 2) * channels,
+                             channels * (1 + len(quantiles)), **net_kwargs)
+        if self.use_base:
+            nn.init.zeros_(self.net.head.weight)
+            nn.init.zeros_(self.net.head.bias)
 
     def forward(self, series: Tensor, observed: Tensor | None = None,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, base: Tensor | None = None) -> Tensor:
+        return self.predict(series, observed, mask, base)[0]
+
+    def predict(self, series: Tensor, observed: Tensor | None = None,
+                mask: Tensor | None = None,
+                base: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The point prediction ``(B, T, C)`` and the quantiles ``(B, T, C, Q)`` (or None).
+
+        Arguments as for :meth:`forward`.
+        """
         check_floating(series, "series")
         check_rank(series, "series", "B, T, C")
         if series.shape[-1] != self.channels:
@@ -185,9 +217,22 @@ class SeriesModel(nn.Module):
         elif observed.shape != series.shape:
             raise ValueError(f"observed must have the shape of series (B, T, C) = "
                              f"{tuple(series.shape)}, got {tuple(observed.shape)}")
+        real = torch.ones_like(series, dtype=torch.bool)
         if mask is not None:
             check_padding_mask(mask, tuple(series.shape[:2]))
             observed = observed & mask[..., None]
+            real = real & mask[..., None]
+        if self.use_base:
+            if base is None:
+                raise ValueError("this model has use_base=True: pass the classical prediction "
+                                 "base (B, T, C)")
+            check_floating(base, "base")
+            if base.shape != series.shape:
+                raise ValueError(f"base must have the shape of series (B, T, C) = "
+                                 f"{tuple(series.shape)}, got {tuple(base.shape)}")
+            check_finite_where(base, real, "base", "real steps")
+        elif base is not None:
+            raise ValueError("base was given but this model has use_base=False")
         check_finite_where(series, observed, "series", "observed real steps")
         known = observed.to(series.dtype)
         x = torch.where(observed, series, torch.zeros_like(series))
@@ -203,11 +248,29 @@ class SeriesModel(nn.Module):
         std = var.sqrt().clamp(min=MIN_RELATIVE_STD)
         std = torch.where(count > 1, std, torch.ones_like(std))
         z = (x - mean) / std * known
-        y = z + self.net(torch.cat([z, known], dim=-1), mask)
+        inputs = [z, known]
+        start = z
+        if self.use_base:
+            b = torch.where(real, base, torch.zeros_like(base)) / scale
+            b = (b - mean) / std * real
+            inputs.append(b)
+            start = b
+        out = self.net(torch.cat(inputs, dim=-1), mask)
+        c = self.channels
+        y = start + out[..., :c]
+        quant = None
+        if self.quantiles:
+            offsets = rearrange(out[..., c:], "b t (c q) -> b t c q", c=c)
+            quant = (y[..., None] + offsets).sort(dim=-1).values
+            quant = (quant * std[..., None] + mean[..., None]) * scale[..., None]
         y = (y * std + mean) * scale
-        if not tracing() and not bool(torch.isfinite(y).all()):
+        if not tracing() and not (bool(torch.isfinite(y).all()) and (
+                quant is None or bool(torch.isfinite(quant).all()))):
             raise ValueError(
                 f"the restored series overflows {series.dtype} (largest observed |value| "
                 f"{float(scale.max()):.3g}): rescale the series, e.g. divide it by its scale"
             )
-        return y if mask is None else y * mask[..., None]
+        if mask is not None:
+            y = y * mask[..., None]
+            quant = None if quant is None else quant * mask[..., None, None]
+        return y, quant

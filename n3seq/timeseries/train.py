@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from n3seq._train_utils import adam_one_cycle, optimizer_step, progress_range
 from n3seq.timeseries.metrics import masked_mse
@@ -49,6 +49,61 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         ep = make_episode(crops, lengths, task, generator=gen, **episode_kwargs)
         pred = model(ep["inputs"], ep["observed"], ep["mask"])
         loss = masked_mse(pred, ep["target"], ep["score"])
+        losses.append(optimizer_step(loss, model, opt, sched))
+    model.eval()
+    return losses
+
+
+def pinball_loss(quantiles: Tensor, target: Tensor, levels: tuple[float, ...],
+                 where: Tensor) -> Tensor:
+    """Mean pinball (quantile) loss of ``quantiles (B, T, C, Q)`` over the scored points."""
+    level = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
+    diff = target[..., None] - quantiles
+    loss = torch.maximum(level * diff, (level - 1) * diff)
+    return loss[where].mean()
+
+
+def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int = 300,
+                    batch: int = 16, lr: float = 2e-3, seed: int = 0,
+                    quantile_weight: float = 1.0, progress: bool = False) -> list[float]:
+    """Trains ``model`` on a fixed pool of episodes (Adam, one-cycle schedule).
+
+    For hybrids whose classical ``base`` is too slow to recompute at every step, the pool is
+    built once (see :func:`~n3seq.timeseries.peer_predict`) and each step draws ``batch`` of
+    its episodes. The loss is the MSE on the scored points, plus ``quantile_weight`` times the
+    pinball loss of the model's quantiles (if it has any).
+
+    Args:
+        model: a :class:`~n3seq.timeseries.SeriesModel`.
+        episodes: a batch of :func:`~n3seq.timeseries.make_episode` dicts (all of the same
+            padded length), with a ``"base"`` entry for a hybrid.
+        steps: optimiser steps.
+        batch: episodes per step.
+        lr: peak learning rate.
+        seed: seeds the draws (not the model's initialisation).
+        quantile_weight: weight of the pinball loss.
+        progress: show a tqdm bar.
+
+    Returns:
+        The training loss of every step.
+    """
+    size = len(episodes["inputs"])
+    if size < 1:
+        raise ValueError("episodes must hold at least one episode")
+    gen = torch.Generator().manual_seed(seed)
+    opt, sched = adam_one_cycle(model, lr, steps)
+    levels = tuple(getattr(model, "quantiles", ()))
+    losses = []
+    model.train()
+    for _ in progress_range(steps, progress, "train"):
+        idx = torch.randint(0, size, (min(batch, size),), generator=gen)
+        base = episodes["base"][idx] if "base" in episodes else None
+        point, quant = model.predict(episodes["inputs"][idx], episodes["observed"][idx],
+                                     episodes["mask"][idx], base)
+        target, score = episodes["target"][idx], episodes["score"][idx]
+        loss = masked_mse(point, target, score)
+        if quant is not None:
+            loss = loss + quantile_weight * pinball_loss(quant, target, levels, score)
         losses.append(optimizer_step(loss, model, opt, sched))
     model.eval()
     return losses

@@ -1,0 +1,372 @@
+"""Classical peers from statsmodels (and TBATS), configured on the training span only.
+
+Every peer works on one univariate series (a 1-D NumPy array in the standardised units of
+:func:`~n3seq.timeseries.load_split`) and offers some of three operations:
+
+- ``forecast(history, horizon)``: the ``horizon`` steps after ``history``;
+- ``impute(series)``: ``series`` with its NaN points filled in (observed points returned as
+  they are);
+- ``denoise(series)``: the smoothed signal of a noisy, fully observed series.
+
+:meth:`Peer.fit` sees only the training span: it chooses a configuration (an order, a number
+of harmonics) and estimates the parameters; applying the fitted peer to a test episode runs its
+filter/smoother with those parameters fixed (state-space peers), or refits the method on the
+episode's own context (Holt-Winters, STL: what a user of these methods does). No peer looks at
+the test span. :func:`peer_predict` applies a peer to a padded episode batch of
+:func:`~n3seq.timeseries.make_episode`.
+
+Needs ``statsmodels`` (the ``timeseries`` extra); :class:`TBATSPeer` also needs ``tbats``.
+
+Example:
+    >>> import numpy as np
+    >>> train = np.sin(np.arange(200) * 2 * np.pi / 12)
+    >>> peer = StateSpacePeer("ar2", order=(2, 0, 0)).fit(train)
+    >>> peer.forecast(train, 3).shape
+    (3,)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from n3seq.timeseries.tasks import check_task
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silences statsmodels' convergence and frequency warnings (peers run many fits)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _as_series(x: np.ndarray, name: str, *, nan_ok: bool = False) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"{name} must be a 1-D series of >= 2 steps, got shape {x.shape}")
+    bad = np.isinf(x) if nan_ok else ~np.isfinite(x)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (first at index "
+                         f"{first}, value {x[first]})")
+    return x
+
+
+class Peer:
+    """A classical method with the operations it supports (see the module docstring).
+
+    Attributes:
+        name: label in tables.
+        tasks: the tasks it supports (a subset of ``("denoise", "impute", "forecast")``).
+    """
+
+    name = "peer"
+    tasks: tuple[str, ...] = ()
+
+    def fit(self, train: np.ndarray) -> Peer:
+        """Chooses the configuration and estimates the parameters on ``train`` only."""
+        return self
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not forecast")
+
+    def impute(self, series: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not impute")
+
+    def denoise(self, series: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not denoise")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class StateSpacePeer(Peer):
+    """A statsmodels state-space model: ``SARIMAX`` or ``UnobservedComponents``.
+
+    The parameters are estimated once by maximum likelihood on the training span; on an
+    episode the Kalman filter (forecasts) or smoother (imputation, denoising; missing values
+    are handled natively) runs with those parameters fixed.
+
+    Args:
+        name: label in tables.
+        kind: ``"sarimax"`` or ``"uc"``.
+        measurement_error: for denoising, add an observation-noise term (SARIMAX) — fit the
+            peer on a *noisy* copy of the training span then. UC always has its irregular term.
+        **spec: model keywords (``order``, ``seasonal_order``, ``trend`` for SARIMAX;
+            ``level``, ``freq_seasonal``, ``autoregressive`` … for UC).
+    """
+
+    tasks = ("denoise", "impute", "forecast")
+
+    def __init__(self, name: str, kind: str = "sarimax", *, measurement_error: bool = False,
+                 **spec: Any) -> None:
+        if kind not in ("sarimax", "uc"):
+            raise ValueError(f"kind must be 'sarimax' or 'uc', got {kind!r}")
+        self.name, self.kind, self.spec = name, kind, dict(spec)
+        if kind == "sarimax" and measurement_error:
+            self.spec["measurement_error"] = True
+        self.params: np.ndarray | None = None
+        self.aic = float("nan")
+
+    def _model(self, y: np.ndarray) -> Any:
+        if self.kind == "uc":
+            from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+            return UnobservedComponents(y, **self.spec)
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        return SARIMAX(y, **self.spec)
+
+    def fit(self, train: np.ndarray) -> StateSpacePeer:
+        with _quiet():
+            result = self._model(_as_series(train, "train", nan_ok=True)).fit(disp=False)
+        self.params, self.aic = np.asarray(result.params), float(result.aic)
+        return self
+
+    def _run(self, y: np.ndarray, smooth: bool) -> Any:
+        if self.params is None:
+            raise RuntimeError(f"{self.name}: call fit(train) first")
+        with _quiet():
+            model = self._model(y)
+            return model.smooth(self.params) if smooth else model.filter(self.params)
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        history = _as_series(history, "history", nan_ok=True)
+        with _quiet():
+            return np.asarray(self._run(history, smooth=False).forecast(horizon))
+
+    def signal(self, series: np.ndarray) -> np.ndarray:
+        """The smoothed signal ``E[Z·state + d | all observations]`` at every step."""
+        result = self._run(_as_series(series, "series", nan_ok=True), smooth=True)
+        return np.asarray(result.smoother_results.smoothed_forecasts[0])
+
+    def impute(self, series: np.ndarray) -> np.ndarray:
+        series = _as_series(series, "series", nan_ok=True)
+        return np.where(np.isnan(series), self.signal(series), series)
+
+    def denoise(self, series: np.ndarray) -> np.ndarray:
+        return self.signal(_as_series(series, "series"))
+
+
+def select_state_space(train: np.ndarray, candidates: list[StateSpacePeer],
+                       name: str | None = None) -> StateSpacePeer:
+    """Fits every candidate on ``train`` and returns the one with the lowest AIC.
+
+    Candidates must be fitted on the same data (same differencing) for AICs to compare.
+    """
+    if not candidates:
+        raise ValueError("candidates must not be empty")
+    fitted = [peer.fit(train) for peer in candidates]
+    best = min(fitted, key=lambda peer: peer.aic if np.isfinite(peer.aic) else np.inf)
+    if name is not None:
+        best.name = name
+    return best
+
+
+class HoltWinters(Peer):
+    """Holt-Winters exponential smoothing, refitted on each episode's context.
+
+    Args:
+        period: seasonal period (``None`` for no season).
+        trend: ``None``, ``"add"`` or ``"add_damped"``.
+        seasonal: ``"add"`` or ``"mul"`` (ignored without a period).
+    """
+
+    tasks = ("forecast",)
+
+    def __init__(self, period: int | None, trend: str | None = "add",
+                 seasonal: str = "add") -> None:
+        if trend not in (None, "add", "add_damped"):
+            raise ValueError(f"trend must be None, 'add' or 'add_damped', got {trend!r}")
+        self.period, self.trend, self.seasonal = period, trend, seasonal
+        parts = ["Holt-Winters", {None: "no trend", "add": "additive trend",
+                                  "add_damped": "damped trend"}[trend]]
+        if period:
+            parts.append(f"{'additive' if seasonal == 'add' else 'multiplicative'} season "
+                         f"{period}")
+        self.name = ", ".join(parts)
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        history = _as_series(history, "history")
+        season = self.period if self.period and len(history) >= 2 * self.period else None
+        with _quiet():
+            model = ExponentialSmoothing(
+                history, trend="add" if self.trend else None,
+                damped_trend=self.trend == "add_damped",
+                seasonal=self.seasonal if season else None, seasonal_periods=season,
+                initialization_method="estimated")
+            return np.asarray(model.fit().forecast(horizon))
+
+
+class STLPeer(Peer):
+    """``STLForecast``: robust STL decomposition, an ARIMA on the seasonally adjusted series.
+
+    Refitted on each episode's context (the season is repeated, the ARIMA forecasts the rest).
+
+    Args:
+        period: seasonal period.
+        order: ARIMA order of the adjusted series.
+        trend: ARIMA trend (``"t"`` = drift with ``d = 1``).
+    """
+
+    tasks = ("forecast",)
+
+    def __init__(self, period: int, order: tuple[int, int, int] = (1, 1, 0),
+                 trend: str | None = "t") -> None:
+        self.period, self.order, self.trend = period, tuple(order), trend
+        self.name = f"STLForecast, ARIMA{self.order}" + (" + drift" if trend == "t" else "")
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        from statsmodels.tsa.arima.model import ARIMA
+        from statsmodels.tsa.forecasting.stl import STLForecast
+
+        history = _as_series(history, "history")
+        with _quiet():
+            model = STLForecast(history, ARIMA, period=self.period, robust=True,
+                                model_kwargs={"order": self.order, "trend": self.trend})
+            return np.asarray(model.fit().forecast(horizon))
+
+
+class SeasonalNaivePeer(Peer):
+    """Repeats the last season (forecasts) or fills a gap from one season earlier (imputation,
+    falling back to linear interpolation where that is missing too)."""
+
+    tasks = ("impute", "forecast")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.name = f"seasonal naive ({period})"
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        history = _as_series(history, "history")
+        h = np.arange(horizon)
+        return history[len(history) + h - self.period * ((h + self.period) // self.period)]
+
+    def impute(self, series: np.ndarray) -> np.ndarray:
+        series = _as_series(series, "series", nan_ok=True).copy()
+        missing = np.flatnonzero(np.isnan(series))
+        for t in missing:
+            if t >= self.period and not np.isnan(series[t - self.period]):
+                series[t] = series[t - self.period]
+        left = np.isnan(series)
+        if left.any():
+            steps = np.arange(len(series))
+            series[left] = np.interp(steps[left], steps[~left], series[~left])
+        return series
+
+
+class SavitzkyGolayPeer(Peer):
+    """Savitzky–Golay smoothing with the window and order that minimise the MSE on a noisy
+    copy of the training span (noise of std ``noise``, seeded)."""
+
+    tasks = ("denoise",)
+
+    def __init__(self, noise: float, windows: range = range(5, 52, 2),
+                 orders: range = range(1, 5), seed: int = 7) -> None:
+        self.noise, self.windows, self.orders, self.seed = noise, windows, orders, seed
+        self.window, self.order = 5, 2
+        self.name = "Savitzky–Golay"
+
+    def fit(self, train: np.ndarray) -> SavitzkyGolayPeer:
+        from scipy.signal import savgol_filter
+
+        clean = _as_series(train, "train")
+        noisy = clean + self.noise * np.random.default_rng(self.seed).standard_normal(len(clean))
+        pairs = [(w, o) for w in self.windows for o in self.orders if o < w <= len(clean)]
+        self.window, self.order = min(pairs, key=lambda p: float(np.mean(
+            (savgol_filter(noisy, *p) - clean) ** 2)))
+        self.name = f"Savitzky–Golay ({self.window}, {self.order})"
+        return self
+
+    def denoise(self, series: np.ndarray) -> np.ndarray:
+        from scipy.signal import savgol_filter
+
+        series = _as_series(series, "series")
+        return savgol_filter(series, min(self.window, len(series) - (len(series) % 2 == 0)),
+                             self.order)
+
+
+class TBATSPeer(Peer):
+    """TBATS (the ``tbats`` package): trigonometric seasons, Box-Cox, ARMA errors.
+
+    Fitted once on the training span; a forecast runs the fitted model's state from its initial
+    state through the **whole** history given (so the history must start where the training
+    span starts, as the experiment's forecast episodes for this peer do) and then forecasts.
+    This gives TBATS more context than the episodes give the other methods.
+
+    Args:
+        seasonal_periods: e.g. ``(48, 336)`` for half-hourly data with daily and weekly seasons.
+        **options: passed to ``tbats.TBATS`` (defaults: no Box-Cox, no trend, ARMA errors
+            allowed, one job).
+    """
+
+    tasks = ("forecast",)
+
+    def __init__(self, seasonal_periods: tuple[float, ...], **options: Any) -> None:
+        self.seasonal_periods = tuple(seasonal_periods)
+        self.options = {"use_box_cox": False, "use_trend": False, "use_arma_errors": True,
+                        "n_jobs": 1, "show_warnings": False, **options}
+        self.name = f"TBATS {self.seasonal_periods}"
+        self.model: Any = None
+
+    def fit(self, train: np.ndarray) -> TBATSPeer:
+        from tbats import TBATS
+
+        with _quiet():
+            estimator = TBATS(seasonal_periods=list(self.seasonal_periods), **self.options)
+            self.model = estimator.fit(_as_series(train, "train"))
+        return self
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call fit(train) first")
+        history = _as_series(history, "history")
+        with _quiet():
+            self.model._fit_to_observations(history, self.model.params.x0)
+            out = np.asarray(self.model.forecast(steps=horizon))
+        if not np.isfinite(out).all():
+            raise RuntimeError(f"{self.name}: the fitted model diverged on this history")
+        return out
+
+
+def peer_predict(peer: Peer, episode: dict[str, Tensor], task: str) -> Tensor:
+    """Applies ``peer`` to every series of a padded episode batch.
+
+    Args:
+        peer: a fitted peer supporting ``task``.
+        episode: the dict of :func:`~n3seq.timeseries.make_episode` (``C = 1``).
+        task: ``"denoise"``, ``"impute"`` or ``"forecast"``.
+
+    Returns:
+        ``(B, T, 1)``: the peer's values at the scored points, the inputs elsewhere.
+    """
+    check_task(task)
+    if task not in peer.tasks:
+        raise ValueError(f"{peer.name} does not support task {task!r}; it does {peer.tasks}")
+    inputs = episode["inputs"]
+    if inputs.shape[-1] != 1:
+        raise ValueError(f"peers are univariate: inputs must have C=1, got {tuple(inputs.shape)}")
+    out = inputs.detach().double().cpu().numpy().copy()
+    observed = episode["observed"].cpu().numpy()
+    lengths = episode["mask"].sum(-1).tolist()
+    for b, length in enumerate(lengths):
+        x, obs = out[b, :length, 0], observed[b, :length, 0]
+        if task == "denoise":
+            out[b, :length, 0] = peer.denoise(x)
+        elif task == "impute":
+            out[b, :length, 0] = peer.impute(np.where(obs, x, np.nan))
+        else:
+            known = int(obs.sum())
+            if not obs[:known].all():
+                raise ValueError(f"episode {b}: a forecast episode must observe a prefix")
+            out[b, known:length, 0] = peer.forecast(x[:known], length - known)
+    return torch.from_numpy(out).to(inputs.dtype)

@@ -1,0 +1,142 @@
+"""Classical peers: configured on training data, applied to episodes with fixed settings."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("statsmodels", reason="the peers need statsmodels (the timeseries extra)")
+
+from n3seq.timeseries import (
+    HoltWinters,
+    SavitzkyGolayPeer,
+    SeasonalNaivePeer,
+    StateSpacePeer,
+    STLPeer,
+    make_episode,
+    peer_predict,
+    seasonal_naive,
+    select_state_space,
+)
+
+
+@pytest.fixture(scope="module")
+def ar2():
+    rng = np.random.default_rng(0)
+    y = np.zeros(400)
+    for t in range(2, 400):
+        y[t] = 1.5 * y[t - 1] - 0.8 * y[t - 2] + 0.1 * rng.standard_normal()
+    return y
+
+
+def seasonal(n: int, period: int = 12, slope: float = 0.01) -> np.ndarray:
+    t = np.arange(n)
+    return np.sin(2 * np.pi * t / period) + slope * t
+
+
+def test_select_state_space_picks_the_true_order_by_aic(ar2):
+    candidates = [StateSpacePeer(f"AR({p})", order=(p, 0, 0)) for p in (0, 1, 2)]
+    best = select_state_space(ar2[:300], candidates, name="chosen")
+    assert best.spec["order"] == (2, 0, 0) and best.name == "chosen"
+    assert best.aic == min(c.aic for c in candidates)
+
+
+def test_state_space_forecast_impute_denoise(ar2):
+    peer = StateSpacePeer("AR(2)", order=(2, 0, 0)).fit(ar2[:300])
+    fc = peer.forecast(ar2[:300], 3)
+    assert fc.shape == (3,)
+    assert np.mean((fc - ar2[300:303]) ** 2) < np.mean(ar2[300:303] ** 2)
+    gappy = ar2[:300].copy()
+    gaps = np.zeros(300, dtype=bool)
+    for start in range(20, 280, 26):
+        gaps[start:start + 4] = True
+    gappy[gaps] = np.nan
+    filled = peer.impute(gappy)
+    np.testing.assert_array_equal(filled[~gaps], ar2[:300][~gaps])
+    assert np.isfinite(filled).all()
+    steps = np.arange(300)
+    linear = np.interp(steps[gaps], steps[~gaps], ar2[:300][~gaps])
+    error = np.mean((filled[gaps] - ar2[:300][gaps]) ** 2)
+    assert error < 0.7 * np.mean((linear - ar2[:300][gaps]) ** 2)
+    noisy_peer = StateSpacePeer("AR(2)+noise", order=(2, 0, 0), measurement_error=True)
+    rng = np.random.default_rng(1)
+    noisy = ar2[:300] + 0.2 * rng.standard_normal(300)
+    noisy_peer.fit(noisy)
+    assert np.mean((noisy_peer.denoise(noisy) - ar2[:300]) ** 2) < 0.5 * 0.2 ** 2
+
+
+def test_unobserved_components_impute_a_seasonal_gap():
+    y = seasonal(240)
+    peer = StateSpacePeer("UC", "uc", level="lltrend",
+                          freq_seasonal=[{"period": 12, "harmonics": 1}]).fit(y[:200])
+    gappy = y.copy()
+    gappy[210:222] = np.nan
+    assert np.abs(peer.impute(gappy)[210:222] - y[210:222]).max() < 0.05
+
+
+def test_peers_need_fit_and_finite_data(ar2):
+    with pytest.raises(RuntimeError, match="call fit"):
+        StateSpacePeer("AR", order=(1, 0, 0)).forecast(ar2, 2)
+    with pytest.raises(ValueError, match="kind must be"):
+        StateSpacePeer("x", "arima")
+    peer = StateSpacePeer("AR", order=(1, 0, 0)).fit(ar2[:100])
+    bad = ar2[:50].copy()
+    bad[7] = np.inf
+    with pytest.raises(ValueError, match=r"history has 1 non-finite .* index 7, value inf"):
+        peer.forecast(bad, 2)
+    with pytest.raises(ValueError, match=r"series has 1 non-finite"):
+        peer.impute(bad)
+    with pytest.raises(NotImplementedError, match="does not impute"):
+        HoltWinters(12).impute(ar2)
+
+
+def test_holt_winters_and_stl_continue_trend_and_season():
+    y = seasonal(120)
+    truth = seasonal(132)[120:]
+    for peer in (HoltWinters(12, "add"), STLPeer(12, order=(1, 1, 0), trend="t")):
+        assert np.abs(peer.forecast(y, 12) - truth).max() < 0.05, peer.name
+
+
+def test_seasonal_naive_peer_matches_the_tensor_baseline_and_imputes_from_last_season():
+    y = np.arange(30.0)
+    out = SeasonalNaivePeer(7).forecast(y, 10)
+    ref = seasonal_naive(torch.tensor(y).view(1, 30, 1), 10, 7)[0, :, 0].numpy()
+    np.testing.assert_array_equal(out, ref)
+    gappy = y.copy()
+    gappy[[3, 20, 21]] = np.nan
+    filled = SeasonalNaivePeer(7).impute(gappy)
+    assert filled[20] == 13.0 and filled[21] == 14.0  # one season earlier
+    assert filled[3] == 3.0  # no earlier season: linear interpolation
+
+
+def test_savitzky_golay_peer_is_tuned_on_train_and_smooths():
+    y = seasonal(300, 40, 0.0)
+    peer = SavitzkyGolayPeer(0.2).fit(y)
+    noisy = y + 0.2 * np.random.default_rng(3).standard_normal(300)
+    assert peer.window > 5 and "Savitzky" in peer.name
+    assert np.mean((peer.denoise(noisy) - y) ** 2) < 0.3 * 0.2 ** 2
+
+
+def test_peer_predict_fills_scored_points_of_a_padded_batch(ar2):
+    peer = StateSpacePeer("AR(2)", order=(2, 0, 0)).fit(ar2[:300])
+    clean = torch.as_tensor(np.stack([ar2[300:360], ar2[320:380]]), dtype=torch.float32)[..., None]
+    lengths = torch.tensor([60, 45])
+    gen = torch.Generator().manual_seed(0)
+    for task in ("impute", "forecast", "denoise"):
+        ep = make_episode(clean, lengths, task, horizon=5, gap=(4, 6), generator=gen)
+        pred = peer_predict(peer, ep, task)
+        assert pred.shape == clean.shape and pred.dtype == torch.float32
+        kept = ep["observed"] & ep["mask"][..., None] & ~ep["score"]
+        torch.testing.assert_close(pred[kept], ep["inputs"][kept])
+        alone = peer_predict(peer, {k: v[1:, :45] for k, v in ep.items()}, task)
+        torch.testing.assert_close(pred[1:, :45], alone)
+    with pytest.raises(ValueError, match="does not support task 'impute'"):
+        peer_predict(HoltWinters(12), ep, "impute")
+
+
+def test_tbats_peer_forecasts_a_seasonal_series():
+    pytest.importorskip("tbats", reason="TBATSPeer needs the tbats package")
+    from n3seq.timeseries import TBATSPeer
+
+    y = seasonal(96, 12, 0.0)
+    peer = TBATSPeer((12,), use_arma_errors=False).fit(y[:72])
+    assert np.abs(peer.forecast(y[:84], 12) - y[84:]).max() < 0.1
