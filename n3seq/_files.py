@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
-    "atomic_write", "check_output_path", "dir_mode", "file_mode", "missing_folders",
+    "as_os_error", "atomic_write", "check_output_path", "dir_mode", "file_mode", "missing_folders",
     "remove_empty_folders", "same_file",
 ]
 
@@ -116,9 +117,26 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None],
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _named(exc, path) from exc
+        os_error = as_os_error(exc)
+        if os_error is not None:
+            raise _named(os_error, path) from exc
         raise
+
+
+def as_os_error(exc: BaseException) -> OSError | None:
+    """``exc`` if it is an OSError; an OSError for a library error that wraps one; else None.
+
+    Writers implemented outside Python (safetensors' Rust I/O) report a full disk as their
+    own exception type with ``"(os error 28)"`` in the message; this recovers the errno, so a
+    full disk reads "No space left on device" whichever library wrote the file.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def _named(exc: OSError, path: Path) -> OSError:
@@ -146,9 +164,16 @@ def missing_folders(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
-    """Removes each folder that is empty (deepest first); never removes anything else."""
+    """Removes each folder if it holds no file, with the empty folders inside it.
+
+    Meant for folders a failed run created (:func:`missing_folders`): folders are removed only
+    when empty, files are never touched, so whatever a run did write (checkpoints) stays.
+    """
     for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
+        if not folder.is_dir():
+            continue
+        for root, _, _ in sorted(os.walk(folder), key=lambda t: len(t[0]), reverse=True):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from n3seq._files import atomic_write, dir_mode, file_mode
+from n3seq._files import as_os_error, atomic_write, dir_mode, file_mode
 
 FORMAT = "n3seq_image/1"
 
@@ -379,8 +379,12 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        os_error = as_os_error(exc)
+        if os_error is not None and os_error.strerror:
+            raise OSError(os_error.errno, f"cannot write checkpoint {final}: "
+                          f"{os_error.strerror}") from exc
         raise
     atomic_write_json(Path(run_dir) / "latest.json", {"checkpoint": name, "step": step})
     done = sorted(p for p in root.glob("step_*") if p.is_dir())

@@ -13,8 +13,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 PROG = "n3seq-audio"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with usage errors reported as ``n3seq-audio: error: …`` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -36,11 +45,11 @@ def _threads(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``n3seq-audio`` (imports nothing heavy)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, description="Speech denoising with an N³ spectral-mask network.",
         formatter_class=_Formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     den = sub.add_parser("denoise", help="denoise an audio file (any rate, any channel count)",
                          description="Denoise an audio file; the output keeps the input's "
                          "rate, channels, length and sample format.", formatter_class=_Formatter)

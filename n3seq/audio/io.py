@@ -6,6 +6,7 @@ atomic: a temporary file in the target folder is renamed over the target only on
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -111,15 +112,14 @@ def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
     if subtype is not None and not subtype.startswith(("FLOAT", "DOUBLE")):
         frames = np.clip(frames, -1.0, 1.0)
 
-    def write(tmp: Path) -> None:
-        try:
-            sf.write(str(tmp), frames, sample_rate, subtype=subtype, format=fmt)
-        except OSError:
-            raise
-        except Exception as err:  # LibsndfileError (e.g. a full disk) is not an OSError
-            raise AudioFileError(f"cannot write audio file {str(path)!r}: {err}") from err
-
-    atomic_write(path, write, suffix=path.suffix)
+    # Encoded in memory, then written with Python's file I/O: libsndfile reports a full disk
+    # or a permission problem only as "System error.", Python names the cause.
+    buffer = io.BytesIO()
+    try:
+        sf.write(buffer, frames, sample_rate, subtype=subtype, format=fmt)
+    except Exception as err:  # LibsndfileError/RuntimeError/TypeError from soundfile
+        raise AudioFileError(f"cannot encode audio for {str(path)!r}: {err}") from err
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), suffix=path.suffix)
 
 
 def denoise(waveform: Tensor, sample_rate: int, model: SpectralDenoiser | None = None,

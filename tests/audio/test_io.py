@@ -109,3 +109,61 @@ def test_written_file_has_default_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "p.wav").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT", None])
+def test_write_refuses_non_finite_samples(tmp_path, bad, subtype):
+    x = torch.zeros(2, 100)
+    x[1, 37] = bad
+    with pytest.raises(AudioFileError, match=r"n\.wav.*NaN or infinite \(first at channel 1, "
+                                             r"frame 37"):
+        write_audio(tmp_path / "n.wav", x, 8000, subtype=subtype)
+    assert list(tmp_path.iterdir()) == []  # a PCM file would hold a full-scale click
+
+
+def test_read_refuses_non_finite_samples(tmp_path):
+    x = np.zeros((50, 2), np.float32)
+    x[20, 0] = np.inf
+    sf.write(tmp_path / "inf.wav", x, 8000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=r"inf\.wav.*first at channel 0, frame 20: inf"):
+        read_audio(tmp_path / "inf.wav")
+
+
+def test_missing_file_says_not_found(tmp_path):
+    with pytest.raises(AudioFileError, match="audio file not found: .*missing.wav") as exc:
+        read_audio(tmp_path / "missing.wav")
+    assert "System error" not in str(exc.value)
+    (tmp_path / "dir.wav").mkdir()
+    with pytest.raises(AudioFileError, match="not a file"):
+        read_audio(tmp_path / "dir.wav")
+
+
+def test_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match=r"cannot write .*o\.wav.*No space left on device"):
+        write_audio(tmp_path / "o.wav", torch.zeros(100), 8000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_denoise_file_never_overwrites_its_input(tmp_path, tiny_model):
+    sf.write(tmp_path / "in.wav", np.zeros(2000), 16000)
+    before = (tmp_path / "in.wav").read_bytes()
+    os.link(tmp_path / "in.wav", tmp_path / "hard.wav")
+    for out in (tmp_path / "in.wav", tmp_path / "." / "in.wav", tmp_path / "hard.wav"):
+        with pytest.raises(ValueError, match="is the input file"):
+            denoise_file(tmp_path / "in.wav", out, tiny_model)
+    assert (tmp_path / "in.wav").read_bytes() == before
+
+
+def test_denoise_file_checks_the_output_format_first(tmp_path, tiny_model, monkeypatch):
+    sf.write(tmp_path / "in.wav", np.zeros(2000), 16000)
+    monkeypatch.setattr("n3seq.audio.io.denoise", lambda *a, **k: pytest.fail("denoised"))
+    with pytest.raises(AudioFileError, match="unsupported output format"):
+        denoise_file(tmp_path / "in.wav", tmp_path / "o.xyz", tiny_model)

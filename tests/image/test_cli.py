@@ -204,3 +204,475 @@ def test_console_entry_point():
     assert proc.returncode == 0
     for command in ("train", "evaluate", "denoise", "demo"):
         assert command in proc.stdout
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def identity_weights(path):
+    """A DnCNN whose zero tail makes it the identity (output = input): values can be compared."""
+    import torch
+
+    from n3seq_image import DnCNN
+    from n3seq_image.checkpoint import save_weights
+    from n3seq_image.train import zero_init_tails
+
+    torch.manual_seed(0)
+    net = DnCNN(1, 1, depth=3, features=4)
+    zero_init_tails(net)
+    save_weights(path, net, extra={"sigma": "25"})
+    return path
+
+
+def listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def assert_one_line_error(err, code, expected_code, fragment):
+    lines = err.strip().splitlines()
+    assert code == expected_code, err
+    assert "Traceback" not in err, err
+    assert lines[-1].startswith("n3seq-image: error: "), err
+    assert fragment in lines[-1], err
+    if expected_code == 1:  # argparse's own usage errors print the usage line first
+        assert len(lines) == 1, err
+
+
+def call(capsys, argv):
+    """``main(argv)`` with argparse's SystemExit turned into the exit code."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class TestOutputIsNeverTheInput:
+    @pytest.mark.parametrize("how", ["same", "dot", "symlink", "hardlink", "dotdot"])
+    def test_refused_by_any_path(self, capsys, tmp_path, gray_png, weights, monkeypatch, how):
+        monkeypatch.chdir(tmp_path)
+        before = gray_png.read_bytes()
+        if how == "symlink":
+            (tmp_path / "link.png").symlink_to(gray_png)
+            out = "link.png"
+        elif how == "hardlink":
+            (tmp_path / "hard.png").hardlink_to(gray_png)
+            out = "hard.png"
+        else:
+            (tmp_path / "sub").mkdir()
+            out = {"same": str(gray_png), "dot": "./gray.png", "dotdot": "sub/../gray.png"}[how]
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["denoise", "gray.png", out, "--sigma", 25, "--model",
+                                     weights])
+        assert_one_line_error(err, code, 2, "is the input file")
+        assert gray_png.read_bytes() == before
+        assert listing(tmp_path) == files
+
+    def test_api_refuses_too(self, tmp_path, gray_png):
+        with pytest.raises(ValueError, match="is the input file"):
+            denoise_mod.denoise_file(gray_png, tmp_path / "." / "gray.png", 25, model="nlmeans")
+
+
+def _denoise_table():
+    """(arguments after 'denoise IN OUT', exit code, message fragment)."""
+    return [
+        (["--sigma", "-5"], 2, "(0, 255]"),
+        (["--sigma", "0"], 2, "(0, 255]"),
+        (["--sigma", "300"], 2, "(0, 255]"),
+        (["--sigma", "nan"], 2, "(0, 255]"),
+        (["--sigma", "inf"], 2, "(0, 255]"),
+        (["--sigma", "abc"], 2, "expected a number"),
+        (["--sigma", "10-20"], 2, "not a range"),
+        (["--sigma", "25", "--tile", "50"], 2, "--tile: expected an integer >= 80"),
+        (["--sigma", "25", "--tile", "x"], 2, "--tile"),
+        (["--sigma", "25", "--overlap", "-1"], 2, "--overlap"),
+        (["--sigma", "25", "--overlap", "300"], 2, "overlap must be in [0, tile/2)"),
+        (["--sigma", "25", "--add-noise", "-1"], 2, "--add-noise"),
+        (["--sigma", "25", "--add-noise", "1.5"], 2, "--add-noise"),
+        (["--sigma", "25", "--threads", "-1"], 2, "--threads"),
+        (["--sigma", "25", "--threads", "100000"], 2, "--threads"),
+        (["--sigma", "25", "--device", "bogus"], 2, "unknown device 'bogus'"),
+        (["--sigma", "25", "--device", "cuda:99"], 2, "cuda:99"),
+        (["--sigma", "25", "--device", "meta"], 2, "not supported"),
+        (["--sigma", "25", "--model", "foo"], 1, "nlmeans, bm3d"),
+        (["--sigma", "25", "--model", "official:missing.pth"], 1, "no checkpoint file"),
+        (["--sigma", "25", "--bogus"], 2, "unrecognized arguments"),
+        (["--sigma", "25", "--model", "MODEL", "--device", "cuda"], None, "cuda"),
+    ]
+
+
+class TestExceptionTable:
+    """Every bad input ends in one line on stderr, the right exit code, and no file."""
+
+    @pytest.mark.parametrize(("extra", "expected", "fragment"), _denoise_table())
+    def test_denoise(self, capsys, tmp_path, gray_png, weights, monkeypatch, extra, expected,
+                     fragment):
+        import torch
+
+        monkeypatch.chdir(tmp_path)
+        if "cuda" in extra:
+            if torch.cuda.is_available():
+                pytest.skip("a GPU is present")
+            expected = 2
+        extra = [str(weights) if a == "MODEL" else a for a in extra]
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "out" / "o.png", *extra])
+        assert_one_line_error(err, code, expected, fragment)
+        assert listing(tmp_path) == files
+
+    @pytest.mark.parametrize(("output", "fragment"), [
+        ("folder", "is a folder"),
+        ("gray.png/o.png", "is a file, not a folder"),
+        ("o.gif", "unsupported output format '.gif'"),
+        ("o", "unsupported output format ''"),
+    ])
+    def test_denoise_outputs(self, capsys, tmp_path, gray_png, weights, output, fragment):
+        (tmp_path / "folder").mkdir()
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / output, "--sigma", 25,
+                                     "--model", weights])
+        assert_one_line_error(err, code, 2, fragment)
+        assert listing(tmp_path) == files
+
+    def test_denoise_inputs(self, capsys, tmp_path, weights):
+        (tmp_path / "folder.png").mkdir()
+        (tmp_path / "empty.png").write_bytes(b"")
+        (tmp_path / "trunc.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+        files = listing(tmp_path)
+        for name, fragment in [("nope.png", "not found"), ("folder.png", "not a file"),
+                               ("empty.png", "cannot read image"),
+                               ("trunc.png", "cannot read image")]:
+            code, _, err = call(capsys, ["denoise", tmp_path / name, tmp_path / "o.png",
+                                         "--sigma", 25, "--model", weights])
+            assert_one_line_error(err, code, 1, fragment)
+        assert listing(tmp_path) == files
+
+    @pytest.mark.parametrize(("extra", "expected", "fragment"), [
+        (["--model-config", "[1]"], 2, "--model-config must be a JSON object"),
+        (["--model-config", "{oops"], 2, "not valid JSON"),
+        (["--model-config", '{"featurs": 4}'], 2, "unknown dncnn config key(s) ['featurs']"),
+        (["--model-config", '{"features": 100000000, "depth": 100}'], 2, "out of range"),
+        (["--model-config", '{"depth": 3.5}'], 2, "'depth' must be an integer"),
+        (["--model-config", '{"batch_norm": "yes"}'], 2, "'batch_norm' must be true or false"),
+        (["--lr", "inf"], 2, "--lr must be a finite number > 0"),
+        (["--lr", "nan"], 2, "--lr must be a finite number > 0"),
+        (["--lr", "0"], 2, "--lr must be a finite number > 0"),
+        (["--lr-decay", "-1"], 2, "--lr-decay must be a finite number > 0 and <= 1"),
+        (["--lr-decay", "2"], 2, "--lr-decay"),
+        (["--val-crop", "-5"], 2, "--val-crop must be an integer >= 0"),
+        (["--weight-decay", "-1"], 2, "--weight-decay"),
+        (["--max-minutes", "nan"], 2, "--max-minutes"),
+        (["--keep-checkpoints", "-1"], 2, "--keep-checkpoints"),
+        (["--warmup-steps", "-3"], 2, "--warmup-steps"),
+        (["--stop-after", "-1"], 2, "--stop-after"),
+        (["--min-lr-ratio", "2"], 2, "--min-lr-ratio"),
+        (["--seed", "-1"], 2, "--seed"),
+        (["--threads", "-1"], 2, "--threads"),
+        (["--steps", "0"], 2, "--steps"),
+        (["--sigma", "-5"], 2, "sigma"),
+        (["--sigma", "1e-3-300"], 2, "sigma range"),
+        (["--resume"], 1, "no checkpoint found"),
+    ])
+    def test_train(self, capsys, tmp_path, extra, expected, fragment):
+        data = write_folder(tmp_path / "data", count=2, size=32)
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["train", "--data", data, "--out", tmp_path / "new" / "run",
+                                     "--model", "dncnn", "--no-progress", *extra])
+        assert_one_line_error(err, code, expected, fragment)
+        assert listing(tmp_path) == files  # not even the --out folder
+
+    @pytest.mark.parametrize(("data", "fragment"), [("missing", "image folder not found"),
+                                                    ("empty", "no images")])
+    def test_train_data_folder(self, capsys, tmp_path, data, fragment):
+        (tmp_path / "empty").mkdir()
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["train", "--data", tmp_path / data, "--out",
+                                     tmp_path / "run", "--no-progress"])
+        assert_one_line_error(err, code, 1, fragment)
+        assert listing(tmp_path) == files
+
+    def test_train_out_is_a_file(self, capsys, tmp_path, gray_png):
+        data = write_folder(tmp_path / "data", count=2, size=32)
+        code, _, err = call(capsys, ["train", "--data", data, "--out", gray_png])
+        assert_one_line_error(err, code, 2, "is a file, not a folder")
+
+    @pytest.mark.parametrize(("extra", "expected", "fragment"), [
+        (["--baselines", "wiener"], 2, "unknown ['wiener']"),
+        (["--csv", "CSV", "--json", "CSV"], 2, "the same file"),
+        (["--csv", "DIR"], 2, "is a folder"),
+        (["--json", "FILE/r.json"], 2, "is a file, not a folder"),
+        (["--skip", "-1"], 2, "--skip"),
+        (["--seed", "-1"], 2, "--seed"),
+        (["--limit", "0"], 2, "--limit"),
+        (["--device", "bogus"], 2, "unknown device"),
+        (["--tile", "79"], 2, "--tile"),
+        (["--model", "MODEL", "--data", "NODATA"], 1, "image folder not found"),
+    ])
+    def test_evaluate(self, capsys, tmp_path, weights, extra, expected, fragment):
+        data = write_folder(tmp_path / "data", count=1, size=32)
+        (tmp_path / "dir").mkdir()
+        subs = {"CSV": str(tmp_path / "r.csv"), "DIR": str(tmp_path / "dir"),
+                "FILE/r.json": str(weights / "r.json"), "MODEL": str(weights),
+                "NODATA": str(tmp_path / "nodata")}
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["evaluate", "--data", data, "--sigma", 25,
+                                     "--no-progress", *[subs.get(a, a) for a in extra]])
+        assert_one_line_error(err, code, expected, fragment)
+        assert listing(tmp_path) == files
+
+    @pytest.mark.parametrize(("extra", "fragment"), [(["--sigma", "-1"], "--sigma"),
+                                                     (["--seed", "-1"], "--seed"),
+                                                     (["--out", "FILE"], "is a file")])
+    def test_demo(self, capsys, tmp_path, gray_png, extra, fragment):
+        extra = [str(gray_png) if a == "FILE" else a for a in extra]
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["demo", *extra])
+        assert_one_line_error(err, code, 2, fragment)
+        assert listing(tmp_path) == files
+
+
+class TestHostileWeights:
+    """A weights file's metadata is checked before any model is built from it."""
+
+    @pytest.mark.parametrize(("config", "fragment"), [
+        ("[1, 2]", "must be a JSON object"),
+        ('"dncnn"', "must be a JSON object"),
+        ("{oops", "is not valid JSON"),
+        ('{"features": 100000000, "depth": 100}', "'features' = 100000000 is out of range"),
+        ('{"depth": 1000000000}', "'depth' = 1000000000 is out of range"),
+        ('{"depth": 3.0, "features": 4}', "'depth' must be an integer"),
+        ('{"depth": true, "features": 4}', "'depth' must be an integer"),
+        ('{"depth": 3, "features": 4, "evil": 1}', "unknown dncnn config key(s) ['evil']"),
+        ('{"depth": 3, "features": 8}', "shape mismatches"),
+        ('{"depth": 5, "features": 4}', "missing keys"),
+    ])
+    def test_refused(self, capsys, tmp_path, gray_png, weights, config, fragment):
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        with safe_open(str(weights), "pt") as f:
+            meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        bad = tmp_path / "bad.safetensors"
+        save_file(state, str(bad), metadata={**meta, "config": config})
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "o.png", "--sigma", 25,
+                                     "--model", bad])
+        assert_one_line_error(err, code, 1, fragment)
+        assert "bad.safetensors" in err
+        assert listing(tmp_path) == files
+
+    def test_unknown_model_name(self, capsys, tmp_path, gray_png, weights):
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        with safe_open(str(weights), "pt") as f:
+            meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        bad = tmp_path / "bad.safetensors"
+        save_file(state, str(bad), metadata={**meta, "model": "unet"})
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "o.png", "--sigma", 25,
+                                     "--model", bad])
+        assert_one_line_error(err, code, 1, "unknown model 'unet'")
+
+
+class TestFailingDisk:
+    def test_full_disk(self, capsys, tmp_path, gray_png, weights, monkeypatch):
+        import errno
+
+        from PIL import Image
+
+        def full(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(Image.Image, "save", full)
+        files = listing(tmp_path)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "new" / "o.png",
+                                     "--sigma", 25, "--model", weights])
+        assert_one_line_error(err, code, 1, "No space left on device")
+        assert "o.png" in err and ".tmp" not in err
+        assert listing(tmp_path) == files  # no partial file, no new folder
+
+    def test_read_only_folder(self, capsys, tmp_path, gray_png, weights, monkeypatch):
+        import errno
+        import os
+        import tempfile
+
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        if os.geteuid() == 0:  # root writes into 0555 folders: refuse the temp file instead
+            def denied(*args, **kwargs):
+                raise PermissionError(errno.EACCES, "Permission denied")
+
+            monkeypatch.setattr(tempfile, "mkstemp", denied)
+        else:
+            ro.chmod(0o555)
+        try:
+            code, _, err = call(capsys, ["denoise", gray_png, ro / "o.png", "--sigma", 25,
+                                         "--model", weights])
+        finally:
+            ro.chmod(0o755)
+        assert_one_line_error(err, code, 1, "Permission denied")
+        assert list(ro.iterdir()) == []
+
+    def test_unexpected_error_is_one_line(self, capsys, tmp_path, gray_png, monkeypatch):
+        def broken(*args, **kwargs):
+            raise KeyError("internal")
+
+        monkeypatch.setattr(denoise_mod, "get_denoiser", broken)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "o.png", "--sigma", 25])
+        assert_one_line_error(err, code, 1, "unexpected KeyError")
+        assert "N3SEQ_DEBUG=1" in err
+
+
+class TestImageModes:
+    """Every PIL mode is read on its real scale and written back as what it was."""
+
+    @pytest.fixture
+    def identity(self, tmp_path):
+        return identity_weights(tmp_path / "identity.safetensors")
+
+    @staticmethod
+    def ramp():
+        y, x = np.mgrid[0:90, 0:96] / 96
+        return (0.1 + 0.8 * (0.5 + 0.5 * np.sin(4 * x + 2 * y))).astype(np.float32)
+
+    def denoise(self, capsys, src, out, identity):
+        code, _, err = call(capsys, ["denoise", src, out, "--sigma", 25, "--model", identity])
+        assert code == 0, err
+        from PIL import Image
+
+        with Image.open(out) as img:
+            return img.mode, np.asarray(img)
+
+    def test_float_tiff_is_not_truncated(self, capsys, tmp_path, identity):
+        from PIL import Image
+
+        clean = self.ramp()
+        Image.fromarray(clean).save(tmp_path / "f.tif")
+        mode, out = self.denoise(capsys, tmp_path / "f.tif", tmp_path / "o.tif", identity)
+        assert mode == "F"
+        np.testing.assert_allclose(out, clean, atol=1e-6)  # was black (mean 0) before
+        mode, out = self.denoise(capsys, tmp_path / "f.tif", tmp_path / "o.png", identity)
+        assert mode.startswith("I;16")
+        np.testing.assert_allclose(out / 65535.0, clean, atol=1 / 65535)
+
+    @pytest.mark.parametrize("suffix", [".png", ".tif"])
+    def test_16_bit_in_16_bit_out(self, capsys, tmp_path, identity, suffix):
+        from PIL import Image
+
+        clean16 = np.round(self.ramp() * 65535).astype(np.uint16)
+        Image.fromarray(clean16).save(tmp_path / f"i16{suffix}")
+        mode, out = self.denoise(capsys, tmp_path / f"i16{suffix}", tmp_path / f"o{suffix}",
+                                 identity)
+        assert mode.startswith("I;16") and np.array_equal(out, clean16)
+
+    def test_32_bit_integer_in_16_bit_range(self, capsys, tmp_path, identity):
+        from PIL import Image
+
+        clean = np.round(self.ramp() * 65535).astype(np.int32)
+        Image.fromarray(clean).save(tmp_path / "i.tif")
+        mode, out = self.denoise(capsys, tmp_path / "i.tif", tmp_path / "o.png", identity)
+        assert mode.startswith("I;16") and np.array_equal(out, clean)
+
+    @pytest.mark.parametrize("mode", ["LA", "RGBA"])
+    def test_alpha_is_copied_through(self, capsys, tmp_path, identity, mode):
+        from PIL import Image
+
+        grey = np.round(self.ramp() * 255).astype(np.uint8)
+        alpha = np.tile(np.arange(96, dtype=np.uint8) * 2, (90, 1))
+        colour = [grey, grey[::-1], 255 - grey] if mode == "RGBA" else [grey]
+        Image.fromarray(np.stack([*colour, alpha], axis=-1)).save(tmp_path / "a.png")
+        got, out = self.denoise(capsys, tmp_path / "a.png", tmp_path / "o.png", identity)
+        assert got == mode
+        assert np.array_equal(out[..., -1], alpha)
+        assert np.array_equal(out[..., :-1], np.stack(colour, axis=-1))
+
+    def test_alpha_to_jpeg_refused(self, capsys, tmp_path, identity):
+        from PIL import Image
+
+        Image.new("RGBA", (90, 90), (10, 20, 30, 40)).save(tmp_path / "a.png")
+        code, _, err = call(capsys, ["denoise", tmp_path / "a.png", tmp_path / "o.jpg",
+                                     "--sigma", 25, "--model", identity])
+        assert_one_line_error(err, code, 1, "cannot store the alpha")
+        assert not (tmp_path / "o.jpg").exists()
+
+    @pytest.mark.parametrize(("mode", "written"), [("L", "L"), ("1", "L"), ("P", "RGB"),
+                                                   ("CMYK", "RGB"), ("RGB", "RGB")])
+    def test_grey_stays_grey_colour_stays_colour(self, capsys, tmp_path, identity, mode,
+                                                 written):
+        from PIL import Image
+
+        grey = np.round(self.ramp() * 255).astype(np.uint8)
+        rgb = Image.fromarray(np.stack([grey, grey[::-1], 255 - grey], axis=-1))
+        img = {"L": Image.fromarray(grey), "1": Image.fromarray(grey > 128),
+               "P": rgb.convert("P"), "CMYK": rgb.convert("CMYK"), "RGB": rgb}[mode]
+        suffix = ".tif" if mode == "CMYK" else ".png"
+        img.save(tmp_path / f"in{suffix}")
+        got, out = self.denoise(capsys, tmp_path / f"in{suffix}", tmp_path / "o.png", identity)
+        assert got == written
+        expected = np.asarray(img.convert(written))
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+    @pytest.mark.parametrize(("values", "fragment"), [
+        ("nan", "NaN or infinite (first at row 3, column 4"),
+        ("scale255", "on the [0, 1] scale"),
+        ("int32", "outside the 16-bit range"),
+    ])
+    def test_unreadable_values_refused(self, capsys, tmp_path, identity, values, fragment):
+        from PIL import Image
+
+        clean = self.ramp()
+        if values == "nan":
+            clean[3, 4] = np.nan
+            img = Image.fromarray(clean)
+        elif values == "scale255":
+            img = Image.fromarray(clean * 255)
+        else:
+            img = Image.fromarray((clean * 2**24).astype(np.int32))
+        img.save(tmp_path / "bad.tif")
+        code, _, err = call(capsys, ["denoise", tmp_path / "bad.tif", tmp_path / "o.png",
+                                     "--sigma", 25, "--model", identity])
+        assert_one_line_error(err, code, 1, fragment)
+        assert not (tmp_path / "o.png").exists()
+
+
+class TestHelp:
+    @pytest.mark.parametrize("argv", [["--help"], ["denoise", "--help"], ["train", "--help"],
+                                      ["evaluate", "--help"], ["demo", "--help"]])
+    def test_help_imports_no_torch(self, argv):
+        code = (
+            "import sys\n"
+            "from n3seq_image.cli import main\n"
+            "try:\n"
+            f"    main({argv!r})\n"
+            "except SystemExit as exc:\n"
+            "    assert exc.code == 0, exc.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "print('ok')\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+    def test_defaults_and_help_texts(self, capsys):
+        for command in ("denoise", "evaluate", "train"):
+            with pytest.raises(SystemExit):
+                main([command, "--help"])
+            text = " ".join(capsys.readouterr().out.split())
+            assert "(default: " in text
+            if command == "train":
+                assert "--steps STEPS optimisation steps" in text
+                assert "(default: 1000)" in text
+            else:
+                assert "--overlap OVERLAP overlap of neighbouring tiles" in text
+                assert "--device DEVICE torch device" in text
+                assert "(default: 48)" in text and "(default: cpu)" in text
+
+
+def test_demo_says_what_it_is_doing(tmp_path, weights, capsys):
+    run_demo(tmp_path / "demo", sigma=25, model=str(weights))
+    out, err = capsys.readouterr()
+    assert out == ""
+    stages = ["loading the model", "denoising", "writing"]
+    positions = [err.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), err

@@ -147,3 +147,33 @@ def test_file_errors(tmp_path):
     torch.save([1, 2, 3], listing)
     with pytest.raises(ValueError, match="holds no state dict"):
         N3Net.from_official_checkpoint(listing)
+
+
+class _Arbitrary:
+    """A class a checkpoint must not make us unpickle."""
+
+
+@pytest.mark.parametrize("content", ["object", "text", "truncated"])
+def test_errors_never_suggest_unsafe_loading(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    if content == "object":
+        torch.save({"net": _Arbitrary()}, path)
+    elif content == "text":
+        path.write_text("hello, I am not a checkpoint")
+    else:
+        torch.save({"net": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="not a readable torch checkpoint") as exc:
+        N3Net.from_official_checkpoint(path)
+    message = str(exc.value)
+    assert "weights_only" not in message and "False" not in message
+    assert "safe_globals" not in message and "\n" not in message
+    if content == "object":
+        assert "_Arbitrary" in message and "can run code" in message
+    if content == "truncated":
+        assert "truncated or corrupted" in message
+
+
+def test_non_string_keys_are_named_not_crashed():
+    with pytest.raises(ValueError, match=r"unexpected 1 key\(s\): \['1'\]"):
+        convert_official_state_dict({1: torch.zeros(1)})

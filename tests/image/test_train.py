@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -50,6 +51,24 @@ class TestSigma:
     def test_rejects(self, bad):
         with pytest.raises(ValueError, match="sigma"):
             parse_sigma(bad)
+
+    @pytest.mark.parametrize(("text", "expected"), [
+        ("1e-3", (1e-3, 1e-3)), ("2.5E+1", (25, 25)), ("1e-3-5", (1e-3, 5)), ("0:55", (0, 55)),
+        (" 7 ", (7, 7)),
+    ])
+    def test_exponents_are_numbers_not_ranges(self, text, expected):
+        assert parse_sigma(text) == pytest.approx(expected)
+
+    @pytest.mark.parametrize(("bad", "message"), [
+        ("-5", "noise level in [0, 255]"), ("nan", "noise level in [0, 255]"),
+        ("inf", "noise level in [0, 255]"), (True, "must be a number"),
+        ("50-10", "range must have 0 <= low <= high"), ("abc", "a number or a range"),
+    ])
+    def test_messages(self, bad, message):
+        with pytest.raises(ValueError, match=re.escape(message)) as exc:
+            parse_sigma(bad)
+        if bad in ("-5", "nan", "inf"):  # one value: the message does not talk about ranges
+            assert "range" not in str(exc.value)
 
 
 class TestRandomCrops:
@@ -293,3 +312,38 @@ class TestTraining:
             train(tiny_config(tmp_path, model="unet"))
         with pytest.raises(ValueError, match="batch_size"):
             train(tiny_config(tmp_path, batch_size=0))
+
+    @pytest.mark.parametrize(("field", "value", "message"), [
+        ("lr", float("inf"), "lr must be a finite number > 0"),
+        ("lr", float("nan"), "lr must be a finite number > 0"),
+        ("lr", -1e-3, "lr must be a finite number > 0"),
+        ("lr_decay", -1.0, "lr_decay must be a finite number > 0 and <= 1"),
+        ("lr_decay", 0.0, "lr_decay must be"),
+        ("lr_decay", 1.5, "lr_decay must be"),
+        ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0"),
+        ("max_minutes", float("nan"), "max_minutes must be"),
+        ("val_crop", -5, "val_crop must be an integer >= 0"),
+        ("val_images", 0, "val_images must be an integer >= 1"),
+        ("seed", -1, "seed must be an integer >= 0"),
+        ("steps", 2.5, "steps must be an integer >= 1"),
+        ("steps", True, "steps must be an integer >= 1"),
+        ("keep_checkpoints", -1, "keep_checkpoints must be an integer >= 0"),
+        ("lr_decay_steps", 0, "lr_decay_steps must be an integer >= 1"),
+        ("model_config", [1], "model_config must be a dict"),
+        ("model_config", {"depth": 10**9}, "out of range"),
+        ("model_config", {"nope": 1}, "unknown dncnn config key(s) ['nope']"),
+    ])
+    def test_every_field_checked_before_anything_is_made(self, tmp_path, field, value,
+                                                         message):
+        cfg = tiny_config(tmp_path, **{field: value})
+        with pytest.raises(ValueError, match=re.escape(message)):
+            train(cfg)
+        assert not (tmp_path / "run").exists()
+
+    @pytest.mark.parametrize("folder", ["missing", "empty"])
+    def test_missing_or_empty_data_creates_nothing(self, tmp_path, folder):
+        (tmp_path / "empty").mkdir()
+        cfg = tiny_config(tmp_path, data=str(tmp_path / folder), val_data=None)
+        with pytest.raises((FileNotFoundError, ValueError), match="image folder not found|no images"):
+            train(cfg)
+        assert not (tmp_path / "run").exists()
