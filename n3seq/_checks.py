@@ -195,7 +195,7 @@ def raise_non_finite(x: Tensor, name: str, where: Tensor | None = None,
     ignored = "; values at masked-out positions are ignored" if where is not None else ""
     raise ValueError(
         f"{name} contains {int(bad.sum())} non-finite (NaN/Inf) value(s){at} (first at index "
-        f"{first}, value {_value_name(float(x[first]))}){ignored}"
+        f"{first}, value {_value_name(float(x.detach()[first]))}){ignored}"
     )
 
 
@@ -348,7 +348,7 @@ def as_temperature(temperature: float | Tensor, target: torch.Size | tuple[int, 
         if data_checks() and temperature.numel():
             bad = torch.isnan(temperature) | (temperature <= 0) | torch.isinf(temperature)
             if bool(bad.any()):
-                value = temperature[bad].flatten()[0].item()
+                value = temperature.detach()[bad].flatten()[0].item()
                 raise ValueError(f"{name} must be positive and finite, got {value}")
         t = temperature.to(dtype=dtype, device=device)
         return t.clamp(min=info.tiny, max=info.max)
@@ -364,10 +364,11 @@ def as_temperature(temperature: float | Tensor, target: torch.Size | tuple[int, 
 #: Logits stay below ``finfo.max / LOGIT_HEADROOM`` in magnitude, also after k rounds.
 LOGIT_HEADROOM = 64.0
 
-#: Largest temperature floor that keeps results unchanged: for ``t <= 1/2`` a candidate whose
-#: weight saturated at 1 is pushed below every other one, as for ``t → 0`` (for ``t > 1`` it
-#: would stay on top). Where the floor would exceed it, the computation needs a wider dtype.
-MAX_FLOOR = 1e-16
+#: A floor is harmless while it is below ``MAX_FLOOR · eps · min(max|score|, 1)``: distinct
+#: scores (gaps ≳ eps·max|score|) then stay saturated, and a saturated candidate's push-down
+#: (gap / t in score units) still exceeds the whole score range, as for ``t → 0``. Above it
+#: the computation needs a wider dtype.
+MAX_FLOOR = 1e-2
 
 
 def temperature_floor(score_bound: Tensor | float, k: int, dtype: torch.dtype) -> Tensor | float:
@@ -376,11 +377,11 @@ def temperature_floor(score_bound: Tensor | float, k: int, dtype: torch.dtype) -
     With ``|scores| <= score_bound`` and ``t >= (score_bound + 1)·LOGIT_HEADROOM·(k + 1) / max``
     every logit ``scores / t``, their differences and every push-down of the k rounds stay
     below ``max / 32`` in magnitude (a consumed candidate may still go to −inf, which is its
-    t → 0 limit). Below a floor of at most :data:`MAX_FLOOR` the relaxation of distinct scores
-    is already one-hot (logit gaps ≳ 2⁹⁰) and saturated candidates are consumed, so raising
-    ``t`` to the floor changes nothing but overflow; only scores closer than about
-    ``1e-29 × score_bound`` (far below float rounding) are then treated as ties. Callers
-    compare the floor with :data:`MAX_FLOOR` and widen the dtype (or refuse) above it.
+    t → 0 limit). There the relaxation of distinct scores is already one-hot and saturated
+    candidates are consumed, so raising
+    ``t`` to the floor changes nothing but overflow, as long as it stays below
+    :data:`MAX_FLOOR` (scores much closer than ``eps × max|score|`` may then be treated as
+    ties). Callers widen the dtype (or refuse) above it.
 
     Args:
         score_bound: upper bound of ``|scores|`` (a float or a tensor of per-row bounds).
@@ -421,15 +422,16 @@ def safe_temperature(
 
     Returns:
         ``t`` itself where no row needs a floor (bit for bit), ``t`` with the per-row floor
-        of :func:`temperature_floor`, or None where that floor would exceed
-        :data:`MAX_FLOOR` (the caller widens the dtype or raises ``OverflowError``).
+        of :func:`temperature_floor`, or None where that floor could change the result (see
+        :data:`MAX_FLOOR`; the caller widens the dtype or raises ``OverflowError``). All-zero
+        scores (every candidate tied) take any floor.
     """
     if largest is None or smallest_t is None:
         return floor_temperature(t, temperature_floor(bound, k, dtype))
     floor = temperature_floor(largest, k, dtype)
     if smallest_t >= floor:
         return t
-    if floor > MAX_FLOOR:
+    if largest > 0 and floor > MAX_FLOOR * torch.finfo(dtype).eps * min(largest, 1.0):
         return None
     return floor_temperature(t, temperature_floor(bound, k, dtype))
 
