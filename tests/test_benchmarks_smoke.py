@@ -1,6 +1,7 @@
 """The benchmark harness runs at tiny sizes and writes valid JSON (no timing assertions)."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -31,8 +32,11 @@ def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
         assert row["result"]["ratio"] > 0, row
     assert all(r["result"]["ratio"] == 1.0 for r in rows if r["baseline"])
     assert payload["meta"]["threads"] == 2
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "hard kNN [baseline]" in printed
+    progress = re.compile(r"^\[\d+/\d+\] ", flags=re.M)  # "[3/13] sets N=64: ..."
+    assert progress.search(captured.err) and not progress.search(printed)  # stderr only
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
     from benchmarks.report import main as report
