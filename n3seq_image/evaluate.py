@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from n3seq_image.checkpoint import atomic_write
-from n3seq_image.data import add_noise, list_images, load_image
+from n3seq_image.data import add_noise, list_images, load_image, parse_sigma
 from n3seq_image.denoise import Denoiser, get_denoiser
 from n3seq_image.metrics import psnr, ssim
 
@@ -52,10 +52,28 @@ def evaluate(
         ``{"sigma", "seed", "images": [...], "rows": [{"image", "method", "psnr", "ssim",
         "seconds"}], "mean": {method: {"psnr", "ssim", "seconds"}}}``; the method ``"noisy"``
         is the unprocessed noisy input.
+
+    Raises:
+        ValueError: ``sigma`` not one level in ``[0, 255]``; ``seed``/``skip`` not an int
+            ``>= 0``; ``limit`` not ``None`` or an int ``>= 1``; no images left after
+            ``skip``.
+        FileNotFoundError: ``data`` does not exist.
     """
     from tqdm.auto import tqdm
 
-    files = list_images(data)[skip:][:limit]
+    low, high = parse_sigma(sigma)
+    if low != high:
+        raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
+    for name, value, minimum in (("seed", seed, 0), ("skip", skip, 0), ("limit", limit, 1)):
+        if name == "limit" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    every = list_images(data)
+    files = every[skip:][:limit]
+    if not files:
+        raise ValueError(f"skip={skip} leaves none of the {len(every)} images of {data} to "
+                         "evaluate")
     rows: list[dict[str, Any]] = []
     for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress, file=sys.stderr)):
         i = skip + j

@@ -403,6 +403,7 @@ class TestExceptionTable:
         (["--csv", "DIR"], 2, "is a folder"),
         (["--json", "FILE/r.json"], 2, "is a file, not a folder"),
         (["--skip", "-1"], 2, "--skip"),
+        (["--skip", "5", "--model", "MODEL"], 1, "skip=5 leaves none of the 1 images"),
         (["--seed", "-1"], 2, "--seed"),
         (["--limit", "0"], 2, "--limit"),
         (["--device", "bogus"], 2, "unknown device"),
