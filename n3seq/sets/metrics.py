@@ -5,18 +5,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_finite, check_floating, check_real
 
-def _check(scores: Tensor, labels: Tensor, mask: Tensor | None) -> Tensor:
+
+def _check_bool(x: object, name: str, shape: torch.Size) -> None:
+    if not isinstance(x, Tensor) or x.dtype != torch.bool:
+        kind = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a bool tensor, got {kind}")
+    if x.shape != shape:
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _check(scores: Tensor, labels: Tensor, mask: Tensor | None, name: str = "logits") -> Tensor:
+    """Checks ``(B, N)`` scores, labels and mask; NaN/inf only matters at real points."""
+    check_floating(scores, name)
     if scores.dim() != 2:
-        raise ValueError(f"scores must have shape (B, N), got {tuple(scores.shape)}")
-    if labels.shape != scores.shape or labels.dtype != torch.bool:
-        raise ValueError(f"labels must be a bool tensor of shape {tuple(scores.shape)}, got "
-                         f"{labels.dtype} {tuple(labels.shape)}")
+        raise ValueError(f"{name} must have shape (B, N), got {tuple(scores.shape)}")
+    _check_bool(labels, "labels", scores.shape)
     if mask is None:
-        return torch.ones_like(labels)
-    if mask.shape != scores.shape or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool tensor of shape {tuple(scores.shape)}, got "
-                         f"{mask.dtype} {tuple(mask.shape)}")
+        mask = torch.ones_like(labels)
+    else:
+        _check_bool(mask, "mask", scores.shape)
+    check_finite(scores, name, mask, "real points")
     return mask
 
 
@@ -30,6 +40,7 @@ def precision_recall_f1(logits: Tensor, labels: Tensor, mask: Tensor | None = No
         {'precision': 0.5, 'recall': 0.5, 'f1': 0.5}
     """
     mask = _check(logits, labels, mask)
+    threshold = check_real("threshold", threshold)
     pred = (logits > threshold) & mask
     truth = labels & mask
     tp = float((pred & truth).sum())
@@ -50,9 +61,11 @@ def average_precision(scores: Tensor, labels: Tensor) -> float:
         >>> average_precision(torch.tensor([0.9, 0.8, 0.1]), torch.tensor([True, False, True]))
         0.8333333333333333
     """
-    if scores.dim() != 1 or labels.shape != scores.shape:
-        raise ValueError(f"scores and labels must have the same shape (N,), got "
-                         f"{tuple(scores.shape)} and {tuple(labels.shape)}")
+    check_floating(scores, "scores")
+    if scores.dim() != 1:
+        raise ValueError(f"scores must have shape (N,), got {tuple(scores.shape)}")
+    _check_bool(labels, "labels", scores.shape)
+    check_finite(scores, "scores")
     if not bool(labels.any()):
         raise ValueError("labels has no positive: average precision is undefined")
     hits = labels[torch.argsort(scores, descending=True, stable=True)].double()
@@ -67,5 +80,13 @@ def mean_average_precision(logits: Tensor, labels: Tensor, mask: Tensor | None =
         - logits, labels, mask: :math:`(B, N)`
     """
     mask = _check(logits, labels, mask)
-    aps = [average_precision(s[m], y[m]) for s, y, m in zip(logits, labels, mask)]
+    if logits.shape[0] == 0:
+        raise ValueError("mean_average_precision needs at least one set, got an empty batch "
+                         f"{tuple(logits.shape)}")
+    aps = []
+    for b, (s, y, m) in enumerate(zip(logits, labels, mask)):
+        if not bool((y & m).any()):
+            raise ValueError(f"set {b} has no inlier among its real points: average precision "
+                             f"is undefined")
+        aps.append(average_precision(s[m], y[m]))
     return sum(aps) / len(aps)
