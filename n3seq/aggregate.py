@@ -529,7 +529,7 @@ def _prepare(
             # Finite padding is harmless (excluded, zero gradient); NaN/inf padding is zeroed
             # so that no 0 · inf reaches a gradient.
             sanitize = key_ok is not None and not all(math.isfinite(p) for p in padding)
-            largest = e * (qm + km) ** 2  # host float64: cannot overflow before float64 does
+            largest = e * (qm + km) * (qm + km)  # host float: inf rather than an error
             fits = largest <= info.max / 4 and vm <= info.max / 4
         else:
             fits = True

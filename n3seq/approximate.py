@@ -136,7 +136,7 @@ def _prepare_search(
         raise_non_finite(keys, "keys", key_ok, "valid keys" if key_ok is not None else None)
     if key_ok is not None and not math.isfinite(k_all):
         kk = kk.masked_fill(~key_ok, 0.0)
-    largest = e * (qm + km) ** 2
+    largest = e * (qm + km) * (qm + km)
     if largest > torch.finfo(dtype).max / 4:
         if dtype == torch.float64 or float32_only:
             where = "float64" if dtype == torch.float64 else "float32 (the FAISS search)"

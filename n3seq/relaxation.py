@@ -11,10 +11,15 @@ Temperatures. Every positive finite temperature is accepted and gives finite wei
 the dtype's smallest normal number, or where ``scores / t`` would overflow, the temperature is
 raised to the smallest one at which the logits stay finite (see
 :func:`n3seq._checks.temperature_floor`); the weights there are already the hard kNN
-one-hot vectors and their gradients exactly zero, so nothing but overflow changes. At
-exactly tied scores the relaxation keeps the tie soft for every t, and its gradient grows
-like 1/t (scores) and 1/t² (temperature): for tied scores and tiny t it can exceed the
-dtype's range.
+one-hot vectors and their gradients exactly zero, so nothing but overflow changes.
+
+Ill-conditioned regime. Where valid scores differ by much less than a temperature ``t ≪ 1``
+(exact ties included), each round after the first amplifies their differences by about
+``1/t``: exactly tied scores stay softly tied for every t (their temperature gradient is
+exactly 0), but the gradients w.r.t. the scores are of order ``t^-j`` in round j, which for
+tiny t exceeds the dtype's range (inf), and in float32 the values of rounds 2+ are only as
+accurate as float32 resolves the differences. This is the function itself, not rounding;
+everywhere else values and gradients are finite and accurate.
 
 Tracing and transforms. Eager calls validate their inputs (NaN/inf at valid candidates,
 masks, counts). ``torch.compile`` keeps the NaN/inf check as an in-graph assertion;
