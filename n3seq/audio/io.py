@@ -16,7 +16,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from n3seq._checks import check_floating
+from n3seq._checks import check_floating, finite_abs_max
 from n3seq._files import atomic_write, check_output_path
 from n3seq.audio.model import SpectralDenoiser
 
@@ -92,9 +92,11 @@ def write_audio(path: str | os.PathLike, waveform: Tensor, sample_rate: int,
         AudioFileError: NaN/inf samples (naming the file and the first bad sample; an integer
             format would store them as full-scale clicks), an unsupported extension, or a
             write failure.
+        TypeError: ``waveform`` is not a floating-point tensor (samples are in [-1, 1]).
         ValueError: a waveform of the wrong shape.
         OSError: the file cannot be created (permissions, a full disk…), naming ``path``.
     """
+    check_floating(waveform, "waveform")  # int16 samples would be clipped to ±1: garbage
     sample_rate = check_sample_rate(sample_rate)
     path = Path(path)
     fmt = check_audio_output(path)
@@ -148,6 +150,10 @@ def denoise(waveform: Tensor, sample_rate: int, model: SpectralDenoiser | None =
     sample_rate = check_sample_rate(sample_rate)
     if waveform.dim() not in (1, 2):
         raise ValueError(f"waveform must have shape (L,) or (C, L), got {tuple(waveform.shape)}")
+    # NaN/inf named where the caller put it (resampling would smear it over other samples).
+    finite_abs_max([(waveform, "waveform", None, None)])
+    if waveform.dim() == 2 and waveform.shape[0] == 0:  # no channels: nothing to denoise
+        return waveform.new_zeros(waveform.shape)
     if model is None:
         from n3seq.audio.pretrained import load_denoiser
 
