@@ -64,7 +64,8 @@ def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathL
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: the output is one of ``inputs`` (by any path, see :func:`same_file`).
+        ValueError: the output is one of ``inputs`` (by any path, see :func:`same_file`), or
+            exists and is not a regular file (a device such as ``/dev/null``, a FIFO).
         IsADirectoryError: the output is an existing folder.
         NotADirectoryError: a parent of the output is an existing file.
     """
@@ -77,6 +78,9 @@ def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathL
             )
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, f"output {str(path)!r} is a folder, not a file")
+    if path.exists() and not path.is_file():  # a device (/dev/null), a FIFO, a socket
+        raise ValueError(f"output {str(path)!r} exists and is not a regular file; it would "
+                         "be replaced by one")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -465,6 +465,13 @@ def load_checkpoint(
         raise ValueError(f"{state_json}: 'param_groups' must be a list of objects; {hint}")
     if not isinstance(extra, dict):
         raise ValueError(f"{state_json}: 'state' must be an object; {hint}")
+    log = extra.get("log", [])
+    if not isinstance(log, list) or not all(isinstance(row, dict) for row in log):
+        raise ValueError(f"{state_json}: 'state.log' must be a list of objects; {hint}")
+    elapsed = extra.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not (
+            math.isfinite(elapsed) and elapsed >= 0):
+        raise ValueError(f"{state_json}: 'state.elapsed_s' must be a number >= 0; {hint}")
     try:
         state, _ = read_weights(ckpt / "model.safetensors")
     except ValueError as exc:

@@ -217,7 +217,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--baselines: unknown {sorted(unknown)}; choose from dncnn,nlmeans,bm3d")
     if args.csv and args.json and Path(args.csv).resolve() == Path(args.json).resolve():
         raise UsageError(f"--csv and --json name the same file {args.csv!r}")
-    _check_outputs([args.csv, args.json])
+    inputs = [m.split(":", 1)[-1] for m in args.model or []]
+    if Path(args.data).is_dir():
+        inputs += [str(p) for p in Path(args.data).iterdir()]
+    _check_outputs([args.csv, args.json], inputs=tuple(inputs))
     _check_device_and_tiling(args)
     from n3seq_image.evaluate import build_methods, evaluate, format_table, write_results
 
@@ -245,7 +248,10 @@ def cmd_evaluate_sr(args: argparse.Namespace) -> int:
                          "vdsr,bicubic,n3net")
     if args.csv and args.json and Path(args.csv).resolve() == Path(args.json).resolve():
         raise UsageError(f"--csv and --json name the same file {args.csv!r}")
-    _check_outputs([args.csv, args.json])
+    inputs = [m.split(":", 1)[-1] for m in args.model or []]
+    if Path(args.data).is_dir():
+        inputs += [str(p) for p in Path(args.data).iterdir()]
+    _check_outputs([args.csv, args.json], inputs=tuple(inputs))
     _check_device_and_tiling(args)
     from n3seq_image.evaluate import format_table, write_results
     from n3seq_image.sr_evaluate import build_sr_methods, evaluate_sr

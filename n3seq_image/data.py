@@ -11,6 +11,7 @@ with the combined batch.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def _has_transparency(img: object) -> bool:
 
 def _open_image(path: Path) -> Any:
     """Opens and fully decodes an image file, turning every decoder failure into one error."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
@@ -136,6 +137,9 @@ def _open_image(path: Path) -> Any:
     try:
         img = Image.open(path)
         img.load()
+        # Pixels as displayed: a camera's EXIF orientation is applied (the output, written
+        # without EXIF, would otherwise show rotated).
+        img = ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
             Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
@@ -206,6 +210,7 @@ def save_image(path: str | Path, image: np.ndarray, alpha: np.ndarray | None = N
             the formats (or Pillow) cannot store, are written with 8 bits.
 
     Raises:
+        TypeError: ``image`` is not a float array.
         ValueError: bad shape, NaN/inf values, unknown format, alpha for JPEG/BMP.
     """
     from PIL import Image
@@ -214,6 +219,9 @@ def save_image(path: str | Path, image: np.ndarray, alpha: np.ndarray | None = N
 
     path = Path(path)
     arr = np.asarray(image)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"image must be a float array on the [0, 1] scale, got dtype {arr.dtype} "
+                        "(divide 8-bit values by 255)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
@@ -255,6 +263,8 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
 def list_images(folder: str | Path) -> list[Path]:
     """Sorted image files (PNG/JPEG/BMP/TIFF) directly inside ``folder``."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not an image folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

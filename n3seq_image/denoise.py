@@ -310,6 +310,9 @@ def denoise_file(
     """
     dst = check_output_path(dst, inputs=(src,))
     check_image_output(dst)
+    low, high = parse_sigma(sigma)
+    if low != high:
+        raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
     if add_noise_seed is not None and (
         isinstance(add_noise_seed, bool) or not isinstance(add_noise_seed, (int, np.integer))
         or add_noise_seed < 0

@@ -167,3 +167,10 @@ def test_denoise_file_checks_the_output_format_first(tmp_path, tiny_model, monke
     monkeypatch.setattr("n3seq.audio.io.denoise", lambda *a, **k: pytest.fail("denoised"))
     with pytest.raises(AudioFileError, match="unsupported output format"):
         denoise_file(tmp_path / "in.wav", tmp_path / "o.xyz", tiny_model)
+
+
+def test_write_refuses_integer_samples(tmp_path):
+    pcm = torch.tensor([1000, -2000, 32767], dtype=torch.int16)  # would be clipped to ±1
+    with pytest.raises(TypeError, match="floating-point"):
+        write_audio(tmp_path / "i.wav", pcm, 8000, subtype="PCM_16")
+    assert list(tmp_path.iterdir()) == []

@@ -80,6 +80,8 @@ CORRUPTIONS = {
     "param group sizes": (lambda c, r: _edit_state(c / "state.json",
                                                    param_groups=[{"params": [0]}]),
                           "do not fit the optimizer"),
+    "log not a list": (lambda c, r: _edit_state(c / "state.json", state={"log": 5}),
+                       "'state.log' must be a list"),
     "rng garbage": (lambda c, r: _edit_state(c / "state.json", rng_numpy=[1]),
                     "malformed RNG state"),
     "truncated weights": (lambda c, r: _truncate(c / "model.safetensors"),

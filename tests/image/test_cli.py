@@ -326,6 +326,7 @@ class TestExceptionTable:
         ("gray.png/o.png", "is a file, not a folder"),
         ("o.gif", "unsupported output format '.gif'"),
         ("o", "unsupported output format ''"),
+        ("/dev/null", "not a regular file"),
     ])
     def test_denoise_outputs(self, capsys, tmp_path, gray_png, weights, output, fragment):
         (tmp_path / "folder").mkdir()
@@ -402,6 +403,9 @@ class TestExceptionTable:
         (["--csv", "CSV", "--json", "CSV"], 2, "the same file"),
         (["--csv", "DIR"], 2, "is a folder"),
         (["--json", "FILE/r.json"], 2, "is a file, not a folder"),
+        (["--model", "MODEL", "--json", "MODEL"], 2, "is the input file"),
+        (["--csv", "IMAGE"], 2, "is the input file"),
+        (["--model", "MODEL", "--data", "MODEL"], 1, "is a file, not an image folder"),
         (["--skip", "-1"], 2, "--skip"),
         (["--skip", "5", "--model", "MODEL"], 1, "skip=5 leaves none of the 1 images"),
         (["--seed", "-1"], 2, "--seed"),
@@ -415,7 +419,7 @@ class TestExceptionTable:
         (tmp_path / "dir").mkdir()
         subs = {"CSV": str(tmp_path / "r.csv"), "DIR": str(tmp_path / "dir"),
                 "FILE/r.json": str(weights / "r.json"), "MODEL": str(weights),
-                "NODATA": str(tmp_path / "nodata")}
+                "NODATA": str(tmp_path / "nodata"), "IMAGE": str(data / "img00.png")}
         files = listing(tmp_path)
         code, _, err = call(capsys, ["evaluate", "--data", data, "--sigma", 25,
                                      "--no-progress", *[subs.get(a, a) for a in extra]])
@@ -588,6 +592,17 @@ class TestImageModes:
         assert np.array_equal(out[..., -1], alpha)
         assert np.array_equal(out[..., :-1], np.stack(colour, axis=-1))
 
+    def test_exif_orientation_is_applied(self, capsys, tmp_path, identity):
+        from PIL import Image
+
+        grey = np.round(self.ramp() * 255).astype(np.uint8)  # 90 x 96
+        img = Image.fromarray(grey)
+        exif = img.getexif()
+        exif[0x0112] = 6  # "rotate 90° clockwise to display"
+        img.save(tmp_path / "cam.jpg", exif=exif, quality=100)
+        _, out = self.denoise(capsys, tmp_path / "cam.jpg", tmp_path / "o.png", identity)
+        assert out.shape == (96, 90)  # as displayed, not as stored
+
     def test_alpha_to_jpeg_refused(self, capsys, tmp_path, identity):
         from PIL import Image
 
@@ -677,3 +692,17 @@ def test_demo_says_what_it_is_doing(tmp_path, weights, capsys):
     stages = ["loading the model", "denoising", "writing"]
     positions = [err.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), err
+
+
+def test_save_image_refuses_8_bit_arrays(tmp_path):
+    with pytest.raises(TypeError, match="float array on the \\[0, 1\\] scale"):
+        save_image(tmp_path / "u8.png", np.full((8, 8), 200, dtype=np.uint8))  # was all-white
+    with pytest.raises(ValueError, match="NaN/inf"):
+        save_image(tmp_path / "n.png", np.full((8, 8), np.nan, dtype=np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_denoise_file_checks_sigma_first(tmp_path, gray_png, monkeypatch):
+    monkeypatch.setattr(denoise_mod, "read_image", lambda *a: pytest.fail("read"))
+    with pytest.raises(ValueError, match="sigma"):
+        denoise_mod.denoise_file(gray_png, tmp_path / "o.png", -5, model="nlmeans")
