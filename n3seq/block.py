@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from n3seq._checks import (
     check_bool,
+    check_finite,
     check_floating,
     check_int,
     check_k,
@@ -30,6 +31,7 @@ from n3seq._checks import (
     fetch,
     masked_abs,
     raise_non_finite,
+    tracing,
 )
 from n3seq.aggregate import _knn_aggregate, _window_candidates
 from n3seq.relaxation import SCRIPT_UNSUPPORTED
@@ -199,9 +201,11 @@ class N3Block(nn.Module):
     def _check(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         """Values and mask layout in one host sync; returns the lengths for windows."""
         lengths = None if mask is None else mask.sum(-1)
-        if not data_checks():
-            return lengths
         where = None if mask is None else mask[..., None]
+        if not data_checks():
+            if tracing():
+                check_finite(x, "x", where)
+            return lengths
         scalars = [masked_abs(x, where).amax()]
         if lengths is not None:
             prefix = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
