@@ -3,6 +3,11 @@
 waveform ``(B, L)`` → complex STFT ``(B, F, T)`` → log-magnitude frame tokens ``(B, T, F)`` →
 [local 1-D conv stage → N³ (or an equal-parameter local layer)] × n → local stage → mask
 ``(B, F, T)`` in [0, 1] → masked STFT → inverse STFT → waveform ``(B, L)``.
+
+The waveform is checked once at the entry (NaN/inf named with its first bad sample), an empty
+batch gives an empty output, and finite input gives finite output at any level (the level
+normalisation is computed overflow-safely) or an ``OverflowError`` when the result does not
+fit the input's dtype.
 """
 
 from __future__ import annotations
@@ -15,11 +20,32 @@ import torchaudio
 from einops import rearrange
 from torch import Tensor, nn
 
-from n3seq._checks import check_floating
+from n3seq._checks import (
+    check_choice,
+    check_floating,
+    check_int,
+    data_checks,
+    finite_abs_max,
+)
 from n3seq.ablation import count_parameters
 from n3seq.block import N3Block
 
 NONLOCAL_KINDS = ("n3", "local")
+
+#: Upper bounds of the integer fields of :class:`DenoiserConfig` (a guard against configs,
+#: e.g. from a weights file, that would allocate gigabytes or never finish).
+CONFIG_BOUNDS = {
+    "sample_rate": 10_000_000, "n_fft": 1 << 16, "hop_length": 1 << 16, "channels": 4096,
+    "kernel_size": 255, "num_blocks": 64, "k": 256, "radius": 1 << 20, "embed_dim": 4096,
+}
+
+#: Most parameters a :class:`SpectralDenoiser` may have (~1 GiB of float32).
+MAX_PARAMETERS = 1 << 28
+
+#: Below this ``peak² · L`` the level is computed in float32 as always; above it (or for
+#: float64 input beyond float32's range) in float64 relative to the peak, so no square
+#: overflows.
+_PLAIN_LEVEL_LIMIT = 1e36
 
 
 @dataclass
@@ -52,19 +78,39 @@ class DenoiserConfig:
     nonlocal_kind: str = "n3"
 
     def __post_init__(self) -> None:
-        if self.nonlocal_kind not in NONLOCAL_KINDS:
-            raise ValueError(
-                f"nonlocal_kind must be one of {NONLOCAL_KINDS}, got {self.nonlocal_kind!r}"
-            )
-        for name in ("sample_rate", "n_fft", "hop_length", "channels", "kernel_size", "k",
-                     "radius", "embed_dim"):
+        check_choice("nonlocal_kind", self.nonlocal_kind, NONLOCAL_KINDS)
+        for name, bound in CONFIG_BOUNDS.items():
             value = getattr(self, name)
             if name == "radius" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            low = 0 if name == "num_blocks" else 1
+            # NumPy integers are accepted and stored as Python ints (to_dict stays JSON).
+            setattr(self, name, check_int(name, value, min=low, max=bound))
+        if self.n_fft < 2 or self.n_fft % 2:
+            raise ValueError(f"n_fft must be an even number >= 2 (the frame count assumes "
+                             f"it), got {self.n_fft}")
+        if self.hop_length >= self.n_fft:
+            raise ValueError(f"hop_length must be smaller than n_fft={self.n_fft} (the Hann "
+                             f"windows must overlap to be inverted), got {self.hop_length}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.radius is not None and 2 * self.radius < self.k:
+            raise ValueError(f"radius={self.radius} gives 2*radius={2 * self.radius} candidate "
+                             f"frames, fewer than k={self.k}")
+        count = self.parameter_count()
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"this DenoiserConfig would have about {count:,} parameters (more "
+                             f"than {MAX_PARAMETERS:,}); refusing it")
+
+    def parameter_count(self) -> int:
+        """Parameters of the :class:`SpectralDenoiser` built from this config (no allocation)."""
+        f, c, ks, e, k = self.freq_bins, self.channels, self.kernel_size, self.embed_dim, self.k
+        hidden = max(2 * c, 16)
+        local = 2 * (c * c * ks + c)
+        n3 = (c * hidden + hidden + hidden * e + e) + (c * hidden + 2 * hidden + 1)
+        non_local = 2 * c + n3 + (k + 1) * c * c + c  # the local mixer matches n3's count
+        return (3 * f * c + c) + (self.num_blocks + 1) * local + self.num_blocks * non_local \
+            + (c * f + f)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,13 +126,55 @@ class DenoiserConfig:
         return max(frames * self.hop_length, self.n_fft)
 
 
-def check_waveform(waveform: Tensor, name: str = "waveform") -> None:
-    """Raises unless ``waveform`` is a floating-point ``(B, L)`` tensor with L >= 1."""
+def check_waveform(waveform: Tensor, name: str = "waveform") -> float:
+    """Checks a floating-point ``(B, L)`` waveform with L >= 1 and finite samples.
+
+    Returns:
+        The largest ``|sample|`` (0 for an empty batch or while data checks are off). One
+        host synchronisation.
+
+    Raises:
+        TypeError: ``waveform`` is not a floating-point tensor.
+        ValueError: a wrong shape, no samples, or NaN/inf (naming ``name``, the count and the
+            first bad sample ``(b, t)`` with its value).
+    """
     check_floating(waveform, name)
     if waveform.dim() != 2:
         raise ValueError(f"{name} must have shape (B, L), got {tuple(waveform.shape)}")
     if waveform.shape[-1] < 1:
         raise ValueError(f"{name} must have at least one sample, got shape {tuple(waveform.shape)}")
+    peaks = finite_abs_max([(waveform, name, None, "samples (b, t)")])
+    return peaks[0] if peaks else 0.0
+
+
+def level(x: Tensor, peak: float) -> tuple[Tensor, Tensor]:
+    """``(x / rms, rms)`` per row of ``(B, L)`` audio, rms floored at 1e-8, never overflowing.
+
+    ``x`` comes back in float32. Up to ``peak² · L = 1e36`` this is the plain float32 RMS;
+    above (or for float64 beyond float32's range) the RMS is taken in float64 relative to the
+    row's peak and ``rms`` is float64, so that no square overflows.
+    """
+    if peak * peak * x.shape[-1] <= _PLAIN_LEVEL_LIMIT and peak <= 1e30:
+        x = x.float()
+        scale = x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
+        return x / scale, scale
+    w = x.double()
+    top = w.abs().amax(-1, keepdim=True)
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    scale = (top * (w / top).pow(2).mean(-1, keepdim=True).sqrt()).clamp_min(1e-8)
+    return (w / scale).float(), scale
+
+
+def check_finite_output(out: Tensor, who: str, peak: float) -> None:
+    """Raises ``OverflowError`` when ``out`` is not finite although the input (largest
+    ``|sample|`` = ``peak``) was: the result does not fit ``out.dtype``. One host sync."""
+    if not data_checks() or out.numel() == 0 or bool(torch.isfinite(out).all()):
+        return
+    dtype = str(out.dtype).removeprefix("torch.")
+    raise OverflowError(
+        f"{who}: the output does not fit {dtype} although the waveform is finite (largest "
+        f"|sample| {peak:.3g}, max {torch.finfo(out.dtype).max:.3g}): scale the input down"
+    )
 
 
 class LocalStage(nn.Module):
@@ -222,19 +310,30 @@ class SpectralDenoiser(nn.Module):
         return torch.sigmoid(self.decoder(self.stages(self.encoder(x))))
 
     def forward(self, waveform: Tensor) -> Tensor:
-        check_waveform(waveform)
+        """Denoises ``(B, L)`` audio; an empty batch gives an empty output.
+
+        Raises:
+            TypeError: ``waveform`` is not a floating-point tensor.
+            ValueError: a wrong shape, no samples, or NaN/inf (naming ``waveform`` and the
+                first bad sample ``(b, t)``).
+            OverflowError: the denoised audio does not fit the input's dtype.
+        """
+        peak = check_waveform(waveform)
         length = waveform.shape[-1]
         dtype = waveform.dtype
-        x = waveform.float()
+        if waveform.shape[0] == 0:  # an empty batch: an empty result, as torch ops give
+            out = waveform.new_zeros(waveform.shape)
+            return out + waveform.sum() * 0 if torch.is_grad_enabled() else out
         # Level-normalise: the features are log-magnitudes, so the mask is then level-free.
-        scale = x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
-        x = x / scale
+        x, scale = level(waveform, peak)
         padded = max(length, self.config.min_length)
         if padded > length:
             x = F.pad(x, (0, padded - length))
         spec = self.stft(x)
         out = self.istft(spec * self.mask(spec), length=padded)[..., :length]
-        return (out * scale).to(dtype)
+        out = (out * scale).to(dtype)
+        check_finite_output(out, "SpectralDenoiser", peak)
+        return out
 
     @property
     def sample_rate(self) -> int:
@@ -243,5 +342,5 @@ class SpectralDenoiser(nn.Module):
 
 __all__ = [
     "DenoiserConfig", "LocalMixer", "LocalStage", "NonLocalStage", "SpectralDenoiser",
-    "check_waveform", "count_parameters", "frame_features", "matched_hidden",
+    "check_waveform", "count_parameters", "frame_features", "level", "matched_hidden",
 ]

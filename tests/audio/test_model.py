@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torchaudio
@@ -72,7 +74,7 @@ def test_config_validation():
         DenoiserConfig(nonlocal_kind="global")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         DenoiserConfig(kernel_size=4)
-    with pytest.raises(ValueError, match="radius must be a positive int"):
+    with pytest.raises(ValueError, match="radius must be >= 1"):
         DenoiserConfig(radius=0)
 
 
@@ -131,3 +133,170 @@ def test_global_search_variant():
     block = next(m for m in model.modules() if isinstance(m, N3Block))
     assert block.radius is None
     assert model(torch.randn(2, 1500)).shape == (2, 1500)
+
+
+# --- Bad and unusual inputs (issue 9) -------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import n3seq.audio as na  # noqa: E402
+
+
+@pytest.fixture
+def lively_model(tiny_model) -> SpectralDenoiser:
+    """The tiny model with a learned-looking temperature (not the zero-initialised one)."""
+    with torch.no_grad():
+        for stage in tiny_model.stages:
+            if isinstance(stage, NonLocalStage):
+                stage.layer.temperature_net[-1].weight.normal_(0, 0.5)
+    return tiny_model
+
+
+CONFIG_CASES = [
+    ({"n_fft": 1}, ValueError, "n_fft must be an even number >= 2"),
+    ({"n_fft": 511}, ValueError, "n_fft must be an even number"),
+    ({"n_fft": 512.0}, TypeError, "n_fft must be an int, got float"),
+    ({"n_fft": 1 << 20}, ValueError, "n_fft must be <= 65536"),
+    ({"hop_length": 512}, ValueError, "hop_length must be smaller than n_fft=512"),
+    ({"hop_length": 0}, ValueError, "hop_length must be >= 1"),
+    ({"hop_length": True}, TypeError, "hop_length must be an int, got bool"),
+    ({"sample_rate": 0}, ValueError, "sample_rate must be >= 1"),
+    ({"sample_rate": 16000.0}, TypeError, "sample_rate must be an int"),
+    ({"channels": 0}, ValueError, "channels must be >= 1"),
+    ({"channels": 10**8}, ValueError, "channels must be <= 4096"),
+    ({"kernel_size": 4}, ValueError, "kernel_size must be odd"),
+    ({"kernel_size": "5"}, TypeError, "kernel_size must be an int, got str"),
+    ({"num_blocks": -1}, ValueError, "num_blocks must be >= 0"),
+    ({"num_blocks": 1.5}, TypeError, "num_blocks must be an int"),
+    ({"k": 0}, ValueError, "k must be >= 1"),
+    ({"k": 40}, ValueError, "radius=16 gives 2\\*radius=32 candidate frames, fewer than k=40"),
+    ({"radius": 0}, ValueError, "radius must be >= 1"),
+    ({"radius": 2.0}, TypeError, "radius must be an int"),
+    ({"embed_dim": 0}, ValueError, "embed_dim must be >= 1"),
+    ({"nonlocal_kind": "global"}, ValueError, "nonlocal_kind must be one of 'n3', 'local'"),
+    ({"nonlocal_kind": None}, ValueError, "nonlocal_kind must be one of"),
+    ({"channels": 4096, "num_blocks": 64, "kernel_size": 255}, ValueError,
+     "parameters .*refusing it"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), CONFIG_CASES)
+def test_config_exception_table(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        DenoiserConfig(**kwargs)
+
+
+def test_config_accepts_numpy_integers_and_counts_parameters():
+    np = pytest.importorskip("numpy")
+    config = DenoiserConfig(n_fft=np.int64(256), hop_length=np.int32(64), channels=8,
+                            num_blocks=1, k=2, radius=4, embed_dim=8, kernel_size=3)
+    assert type(config.to_dict()["n_fft"]) is int
+    for cfg in (config, TINY, DenoiserConfig(radius=None)):
+        assert cfg.parameter_count() == count_parameters(SpectralDenoiser(cfg))
+
+
+def _wave(b=2, length=4000, value=None, where=None):
+    x = torch.randn(b, length, generator=torch.Generator().manual_seed(0))
+    if value is not None:
+        x[where] = value
+    return x
+
+
+FORWARD_CASES = [
+    ([0.0] * 100, TypeError, "waveform must be a torch.Tensor, got list"),
+    (torch.zeros(1, 100, dtype=torch.int16), TypeError, "floating-point"),
+    (torch.zeros(3, 0), ValueError, "at least one sample"),
+    (_wave(value=float("nan"), where=(1, 100)), ValueError,
+     r"waveform contains 1 non-finite \(NaN/Inf\) value\(s\) at samples \(b, t\) \(first at "
+     r"index \(1, 100\), value nan\)"),
+    (_wave(value=float("inf"), where=(0, 3999)), ValueError,
+     r"\(first at index \(0, 3999\), value inf\)"),
+    (_wave(value=-float("inf"), where=(0, 0)), ValueError, r"value -inf\)"),
+]
+
+
+@pytest.mark.parametrize(("x", "exc", "match"), FORWARD_CASES)
+def test_forward_exception_table(tiny_model, x, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny_model(x)
+
+
+def test_nan_names_the_waveform_not_an_internal_tensor(tiny_model):
+    # Before: "query contains 2016 NaN/Inf value(s) (first at index (0, 0, 0), value nan)".
+    with pytest.raises(ValueError) as info:
+        tiny_model(_wave(value=float("nan"), where=(1, 100)))
+    assert str(info.value).startswith("waveform contains") and "query" not in str(info.value)
+
+
+def test_empty_batch_gives_empty_output(tiny_model):
+    x = torch.randn(0, 4000, requires_grad=True)
+    out = tiny_model(x)
+    assert out.shape == (0, 4000)
+    out.sum().backward()
+    with torch.no_grad():
+        assert tiny_model(torch.randn(0, 10, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])
+@pytest.mark.parametrize("batch_channels", [True, False])
+def test_denoise_of_no_channels_is_empty(tiny_model, rate, batch_channels):
+    out = na.denoise(torch.randn(0, 4000), rate, model=tiny_model,
+                     batch_channels=batch_channels)
+    assert out.shape == (0, 4000)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_denoise_names_the_bad_sample_before_resampling(tiny_model, rate):
+    x = torch.randn(4000)
+    x[123] = float("inf")
+    with pytest.raises(ValueError, match=r"waveform contains 1 non-finite .*index \(123,\), "
+                                         r"value inf"):
+        na.denoise(x, rate, model=tiny_model)
+
+
+@given(st.floats(-30, 30))
+def test_finite_in_finite_out_over_extreme_scales(exponent):
+    # Before: audio.denoise(x * 1e19) gave NaN (the level's mean square overflowed).
+    torch.manual_seed(0)
+    model = SpectralDenoiser(TINY).eval()
+    x = synthetic_speech(1, 3000) + 0.1 * torch.randn(1, 3000, generator=torch.Generator()
+                                                       .manual_seed(1))
+    with torch.no_grad():
+        out = model(x * 10.0 ** exponent)
+    assert bool(torch.isfinite(out).all())
+
+
+@pytest.mark.parametrize("scale", [1e-38, 1e19, 1e30, 3e37])
+def test_denoise_finite_and_level_equivariant(lively_model, scale):
+    x = synthetic_speech(1, 4000) + 0.1 * torch.randn(1, 4000, generator=torch.Generator()
+                                                       .manual_seed(2))
+    x = x / x.abs().max()
+    with torch.no_grad():
+        ref = lively_model(x)
+        out = na.denoise(x * scale, 16000, model=lively_model)
+    assert bool(torch.isfinite(out).all())
+    if scale >= 1e19:  # the model is level-free: same output, in units of the input level
+        torch.testing.assert_close(out / scale, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_float64_beyond_float32_range(tiny_model):
+    x = _wave(1).double()
+    with torch.no_grad():
+        want = tiny_model(x)
+        got = tiny_model(x * 1e200)
+    assert got.dtype == torch.float64 and bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got / 1e200, want, rtol=1e-4, atol=1e-5)
+
+
+def test_output_that_does_not_fit_the_dtype_is_an_overflow_error(tiny_model):
+    # A low-pass mask makes a square wave ring ~18 % above its peak (Gibbs): at 3e38 the
+    # denoised audio does not fit float32.
+    with torch.no_grad():
+        tiny_model.decoder.weight.zero_()
+        tiny_model.decoder.bias.copy_(torch.where(
+            torch.arange(tiny_model.decoder.bias.numel()) < 20, 30.0, -30.0))
+        square = torch.sign(torch.sin(torch.arange(8000) * 2 * math.pi / 400))[None]
+        assert bool(torch.isfinite(tiny_model(square * 1e30)).all())
+        with pytest.raises(OverflowError, match="does not fit float32 although the waveform"):
+            tiny_model(square * 3e38)

@@ -78,7 +78,7 @@ def _with_config(tiny_weights, tmp_path, config):
     ({"kernel_size": 4}, "kernel_size must be odd"),
     ({"evil": 1}, "unknown denoiser config key(s) ['evil']"),
     ({"channels": 16}, "tensors do not match the config"),
-    ({"n_fft": 1}, "tensors do not match the config"),
+    ({"n_fft": 1}, "n_fft must be an even number >= 2"),
 ])
 def test_hostile_config_refused(tiny_weights, tiny_model, tmp_path, change, message):
     import json
