@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from n3seq._files import atomic_write
 from n3seq._provenance import run_metadata, write_results_json
 from n3seq.audio import (
     NOISE_TYPES,
@@ -178,9 +179,7 @@ def evaluate_stage(args: argparse.Namespace) -> None:
                   for line in table[2:]]
     write_results_json(args.results / "results.json", table_rows,
                        {**meta, "wall_s": round(time.monotonic() - started, 1)}, **summary)
-    tmp = args.results / "table.md.tmp"
-    tmp.write_text("\n".join(table) + "\n")
-    tmp.replace(args.results / "table.md")
+    atomic_write(args.results / "table.md", lambda tmp: tmp.write_text("\n".join(table) + "\n"))
     print("\n".join(table))
     item = test[args.figure_item]
     plot_spectrograms(args.results / "spectrograms.png", item, outputs)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from n3seq._files import atomic_write
 from n3seq._provenance import run_metadata, write_results_json
 from n3seq.sets import (
     CorrespondenceNet,
@@ -132,9 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     write_results_json(args.out / "results.json", rows, meta,
                        summary=summarise(rows), settings=settings)
     table = markdown_table(rows)
-    tmp = args.out / "table.md.tmp"
-    tmp.write_text(table + "\n")
-    os.replace(tmp, args.out / "table.md")
+    atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(table + "\n"))
     if not args.no_plot:
         plot(test, first_logits, args.out / "sets.png")
     print(table)

@@ -17,10 +17,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from n3seq._files import atomic_write
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -100,14 +101,6 @@ def write_results_json(path: str | Path, rows: list[dict[str, Any]], meta: dict[
     if missing:
         raise ValueError(f"meta must have keys 'commit' and 'machine'; missing {missing}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"meta": meta, "rows": rows, **extra}, indent=1, ensure_ascii=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
     return path

@@ -38,14 +38,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shlex
 import string
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from n3seq._files import atomic_write  # standard library only, no torch
 
 ROOT = Path(__file__).resolve().parents[1]
 START = re.compile(r"^<!-- table:(?P<name>[\w.-]+)(?P<attrs>.*?)-->\s*$")
@@ -229,17 +229,6 @@ def default_pages(root: Path = ROOT) -> list[Path]:
     return [p for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))] if p.is_file()]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(pages: list[Path], check: bool) -> list[Path]:
     """Renders ``pages`` (in place unless ``check``); returns the pages that were stale."""
     stale = []
@@ -249,7 +238,7 @@ def run(pages: list[Path], check: bool) -> list[Path]:
         if new != text:
             stale.append(path)
             if not check:
-                _write_atomic(path, new)
+                atomic_write(path, lambda tmp, new=new: tmp.write_text(new, encoding="utf-8"))
     return stale
 
 
