@@ -24,6 +24,10 @@ from n3seq_image._sigma import parse_sigma
 
 PROG = "n3seq-image"
 MAX_THREADS = 4096
+#: ``--precision`` choices (:data:`n3seq_image.precision.PRECISIONS`; torch is not imported here).
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+#: ``evaluate --noise`` choices (:data:`n3seq_image.evaluate.NOISE_KINDS`).
+NOISE_CHOICES = ("gaussian", "clipped")
 
 
 class UsageError(ValueError):
@@ -225,13 +229,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from n3seq_image.evaluate import build_methods, evaluate, format_table, write_results
 
     _set_threads(args.threads)
+    from n3seq_image.precision import autocast_dtype
+
     methods = build_methods(
         args.model or ["n3net"], args.sigma, baselines, tile=args.tile, overlap=args.overlap,
-        device=args.device,
+        device=args.device, precision=args.precision,
     )
     result = evaluate(methods, args.data, args.sigma, seed=args.seed, limit=args.limit,
-                      progress=not args.no_progress, skip=args.skip)
-    print(f"{args.data}: sigma={args.sigma:g}, seed={args.seed}, {len(result['images'])} images")
+                      progress=not args.no_progress, skip=args.skip, noise=args.noise)
+    used = autocast_dtype(args.precision, args.device)
+    result["precision"] = args.precision
+    result["autocast"] = "bfloat16" if used is not None else "float32"
+    print(f"{args.data}: sigma={args.sigma:g}, noise={args.noise}, seed={args.seed}, "
+          f"{len(result['images'])} images, networks in {result['autocast']}")
     print(format_table(result))
     write_results(result, args.csv, args.json)
     return 0
@@ -286,19 +296,37 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     """``n3seq-image denoise``."""
+    if args.add_noise is not None and args.sigma is None:
+        raise UsageError("--add-noise needs --sigma (the noise level to add)")
+    if args.save_noisy is not None and args.add_noise is None:
+        raise UsageError("--save-noisy writes the noisy image --add-noise makes; give "
+                         "--add-noise SEED (and --sigma)")
     _check_outputs([args.output], inputs=(args.input,))
+    if args.save_noisy is not None:
+        _check_outputs([args.save_noisy], inputs=(args.input, args.output))
+        if Path(args.save_noisy).resolve() == Path(args.output).resolve():
+            raise UsageError(f"--save-noisy and the output name the same file {args.output!r}")
     from n3seq_image.data import check_image_output
 
     _usage(lambda: check_image_output(args.output))
+    if args.save_noisy is not None:
+        _usage(lambda: check_image_output(args.save_noisy))
     _check_device_and_tiling(args)
-    from n3seq_image.denoise import denoise_file
+    from n3seq_image.denoise import denoise_file_report
 
     _set_threads(args.threads)
-    denoise_file(
+    result = denoise_file_report(
         args.input, args.output, args.sigma, model=args.model, add_noise_seed=args.add_noise,
-        tile=args.tile, overlap=args.overlap, device=args.device,
+        tile=args.tile, overlap=args.overlap, device=args.device, precision=args.precision,
+        progress=not args.no_progress, save_noisy=args.save_noisy,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    print(f"wrote {args.output}")
+    if result.psnr_noisy is not None:
+        print(f"noisy    PSNR {result.psnr_noisy:6.2f} dB (sigma={result.sigma:g}, seed "
+              f"{args.add_noise})")
+        print(f"denoised PSNR {result.psnr_denoised:6.2f} dB ({result.model})")
+    for path in result.outputs:
+        print(f"wrote {path}")
     return 0
 
 
@@ -406,12 +434,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         q.add_argument("--threads", type=thread_count, default=0,
                        help="torch CPU threads (0 = torch's default)")
 
+    def precision(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                       help="arithmetic of the networks' convolutions; auto: bfloat16 autocast "
+                       "where the CPU/GPU supports it natively, float32 otherwise (outputs "
+                       "are float32)")
+
     p = command("evaluate", "PSNR/SSIM of denoisers (or SR models) on a folder of clean images")
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise",
                    help="sr: super-resolution benchmark on the Y channel (needs --scale)")
     p.add_argument("--model", action="append",
-                   help="n3net | dncnn (shipped) | weights.safetensors | official:PATH; "
-                   "--task sr: n3net | vdsr | bicubic | weights.safetensors; "
+                   help="n3net | dncnn | n3net-blind (shipped) | weights.safetensors | "
+                   "official:PATH; --task sr: n3net | vdsr | bicubic | weights.safetensors; "
                    "repeatable (default: n3net)")
     p.add_argument("--data", required=True, help="folder of clean test images")
     p.add_argument("--sigma", type=sigma_value, default=None,
@@ -420,6 +454,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="--task sr (required): scale factor, an integer >= 2")
     p.add_argument("--baselines", default="",
                    help="comma list of dncnn,nlmeans,bm3d (--task sr: vdsr,bicubic)")
+    p.add_argument("--noise", choices=NOISE_CHOICES, default="gaussian",
+                   help="--task denoise: gaussian (not clipped, the usual protocol) or clipped "
+                   "(the same noise clipped to [0, 1] and quantised to 8 bits, as in a noisy "
+                   "PNG)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
     p.add_argument("--limit", type=positive_int, default=None, help="at most N images")
     p.add_argument("--skip", type=non_negative_int, default=0,
@@ -427,6 +465,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="write per-image rows as CSV")
     p.add_argument("--json", default=None, help="write the full result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    precision(p)
     common(p, sigma=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -434,10 +473,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("input", help="noisy image (PNG, TIFF, JPEG, BMP; 8/16-bit or float)")
     p.add_argument("output", help="output image (.png, .tif, .jpg, .bmp); never the input")
     p.add_argument("--model", default="n3net",
-                   help="n3net | dncnn | nlmeans | bm3d | weights.safetensors | official:PATH")
+                   help="n3net | dncnn | n3net-blind | nlmeans | bm3d | weights.safetensors | "
+                   "official:PATH (without --sigma, n3net is the blind N3Net where shipped)")
+    p.add_argument("--sigma", type=sigma_value, default=None,
+                   help="noise level of the input on the 0-255 scale, in (0, 255]; omitted: "
+                   "estimated from the image (printed on stderr) and used")
     p.add_argument("--add-noise", type=non_negative_int, default=None, metavar="SEED",
-                   help="first add noise of --sigma with this seed (input is clean)")
-    common(p)
+                   help="first add noise of --sigma with this seed (input is clean); prints the "
+                   "noisy and the denoised PSNR")
+    p.add_argument("--save-noisy", default=None, metavar="PATH",
+                   help="with --add-noise: also write the noisy input (clipped, 8-bit)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no per-tile progress bar (shown for images larger than --tile)")
+    precision(p)
+    common(p, sigma=False)
     p.set_defaults(func=cmd_denoise)
 
     p = command("upscale", "super-resolve one image (grey, or colour through YCbCr)")
@@ -482,6 +531,8 @@ def _outputs(args: argparse.Namespace) -> list[str]:
         return [str(Path(args.out) / "x")]
     if args.command == "evaluate":
         return [p for p in (args.csv, args.json) if p]
+    if args.command == "denoise" and args.save_noisy:
+        return [args.output, args.save_noisy]
     return [args.output]
 
 

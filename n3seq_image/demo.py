@@ -1,7 +1,8 @@
 """``make demo``: denoise scikit-image's ``camera`` at σ = 25 with the shipped N3Net.
 
 Prints the PSNR of the noisy and the denoised image and writes ``noisy.png``,
-``denoised.png`` and ``side_by_side.png`` (clean | noisy | denoised) to the output folder.
+``denoised.png`` and ``side_by_side.png`` (clean | noisy | denoised, each panel labelled
+above with its name and PSNR) to the output folder.
 What it is doing (loading the model, denoising, writing) is reported on stderr as it goes.
 """
 
@@ -12,7 +13,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # numpy is imported when used: the CLI imports this module for its options
+    import numpy as np
+
+#: Height in pixels of the label strip above the panels of ``side_by_side.png``.
+LABEL_HEIGHT = 28
+#: White gap between the panels of ``side_by_side.png``.
+GAP = 8
 
 
 def _stderr_log(stream: TextIO | None = None) -> Callable[[str], None]:
@@ -23,6 +32,47 @@ def _stderr_log(stream: TextIO | None = None) -> Callable[[str], None]:
               flush=True)
 
     return log
+
+
+def labelled_panels(panels: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """Grey ``(H, W)`` panels side by side with ``GAP`` px between them, each labelled above.
+
+    The labels are drawn in black on a white strip of ``LABEL_HEIGHT`` px with PIL's default
+    font, left-aligned over their panel.
+
+    Args:
+        panels: ``(H, W_i)`` float images in ``[0, 1]`` of one height.
+        labels: one text per panel.
+
+    Returns:
+        ``(LABEL_HEIGHT + H, sum(W_i) + GAP * (len(panels) - 1))`` float32 image in ``[0, 1]``.
+
+    Raises:
+        ValueError: no panels, a label count that differs, or panels of different heights.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not panels or len(labels) != len(panels):
+        raise ValueError(f"need one label per panel, got {len(panels)} panels and "
+                         f"{len(labels)} labels")
+    heights = {p.shape[0] for p in panels}
+    if len(heights) != 1 or any(p.ndim != 2 for p in panels):
+        raise ValueError(f"panels must be (H, W) images of one height, got shapes "
+                         f"{[p.shape for p in panels]}")
+    h = panels[0].shape[0]
+    gap = np.ones((h, GAP), dtype=np.float32)
+    row = [part for p in panels for part in (np.clip(p, 0, 1).astype(np.float32), gap)][:-1]
+    body = np.concatenate(row, axis=1)
+    canvas = Image.new("L", (body.shape[1], LABEL_HEIGHT + h), 255)
+    canvas.paste(Image.fromarray(np.round(body * 255).astype(np.uint8)), (0, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=LABEL_HEIGHT - 10)
+    left = 0
+    for panel, label in zip(panels, labels):
+        draw.text((left + 6, LABEL_HEIGHT // 2), label, fill=0, font=font, anchor="lm")
+        left += panel.shape[1] + GAP
+    return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
 def run_demo(
@@ -59,8 +109,12 @@ def run_demo(
     denoised = denoiser(noisy)
     log(f"denoised in {time.perf_counter() - t0:.1f} s")
     out_dir = Path(out_dir)
-    gap = np.ones((clean.shape[0], 8), dtype=np.float32)
-    side = np.concatenate([clean, gap, np.clip(noisy, 0, 1), gap, denoised], axis=1)
+    psnr_noisy, psnr_denoised = psnr(noisy, clean), psnr(denoised, clean)
+    side = labelled_panels(
+        [clean, np.clip(noisy, 0, 1), denoised],
+        ["clean", f"noisy (sigma {sigma:g}): PSNR {psnr_noisy:.2f} dB",
+         f"denoised ({Path(model).stem}): PSNR {psnr_denoised:.2f} dB"],
+    )
     paths = {
         "noisy": out_dir / "noisy.png",
         "denoised": out_dir / "denoised.png",
@@ -73,8 +127,8 @@ def run_demo(
     return {
         "sigma": sigma,
         "model": model,
-        "psnr_noisy": psnr(noisy, clean),
-        "psnr_denoised": psnr(denoised, clean),
+        "psnr_noisy": psnr_noisy,
+        "psnr_denoised": psnr_denoised,
         "ssim_noisy": ssim(np.clip(noisy, 0, 1), clean),
         "ssim_denoised": ssim(denoised, clean),
         "paths": {k: str(v) for k, v in paths.items()},

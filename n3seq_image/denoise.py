@@ -6,12 +6,19 @@ models are grayscale, and per-channel denoising is what the N³ paper's grayscal
 Large images are processed in overlapping tiles blended with linear ramps, so memory stays
 bounded whatever the image size; images smaller than the model's minimum size (80 px for
 N3Net, whose search window spans 80×80 pixels) are reflect-padded and cropped back.
+
+Networks run in the arithmetic of ``precision`` (:mod:`n3seq_image.precision`): ``"auto"``,
+the default of :func:`get_denoiser` and :func:`denoise_file`, runs the convolutions under
+bfloat16 autocast where the device supports it natively and in float32 elsewhere; outputs are
+always float32. Without a σ, :func:`denoise_file` estimates it
+(:func:`~n3seq_image.noise_level.estimate_sigma`) and uses the blind N3Net where shipped.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +29,12 @@ from n3seq._files import check_output_path
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.data import add_noise, check_image_output, parse_sigma, read_image, save_image
 from n3seq_image.memory_format import preferred_memory_format
+from n3seq_image.precision import autocast, autocast_dtype
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = {"n3net": "n3net_sigma25.safetensors", "dncnn": "dncnn17_sigma25.safetensors"}
+BLIND = "n3net-blind"
+SHIPPED = {"n3net": "n3net_sigma25.safetensors", "dncnn": "dncnn17_sigma25.safetensors",
+           BLIND: "n3net_blind.safetensors"}
 MIN_SIZE = 80
 CLASSICAL = ("nlmeans", "bm3d")
 Denoiser = Callable[[np.ndarray], np.ndarray]
@@ -68,13 +78,32 @@ def check_tiling(tile: int, overlap: int) -> None:
 
 
 def shipped_weights(name: str = "n3net") -> Path:
-    """Path of a weights file shipped with the package (``"n3net"`` or ``"dncnn"``, σ = 25)."""
+    """Path of a weights file shipped with the package.
+
+    Args:
+        name: ``"n3net"`` or ``"dncnn"`` (σ = 25), or ``"n3net-blind"`` (trained on a range
+            of σ; see :func:`blind_available`).
+
+    Raises:
+        ValueError: an unknown ``name``.
+        FileNotFoundError: the file is missing (for ``"n3net-blind"``: not shipped yet).
+    """
     if name not in SHIPPED:
         raise ValueError(f"no shipped weights named {name!r}; choose one of {sorted(SHIPPED)}")
     path = WEIGHTS_DIR / SHIPPED[name]
     if not path.is_file():
+        if name == BLIND:
+            raise FileNotFoundError(
+                f"the blind N3Net weights are not shipped yet ({path} is absent); use "
+                "--model n3net (sigma = 25) or a weights file trained with --sigma 0-55"
+            )
         raise FileNotFoundError(f"shipped weights missing: {path} (reinstall the package)")
     return path
+
+
+def blind_available() -> bool:
+    """True when the blind N3Net (``"n3net-blind"``) is shipped with the package."""
+    return (WEIGHTS_DIR / SHIPPED[BLIND]).is_file()
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -103,6 +132,7 @@ def denoise_tensor(
     overlap: int = 48,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Runs ``model`` on an ``(H, W)`` image in overlapping tiles; returns the raw output.
 
@@ -113,14 +143,24 @@ def denoise_tensor(
         overlap: overlap of neighbouring tiles; the outputs are blended with linear ramps.
         device: where the model runs (the model is moved there, in place, in the
             :func:`~n3seq_image.memory_format.preferred_memory_format` of the device).
-        progress: show a progress bar of the tiles on stderr (when there are several).
+        progress: show a progress bar of the tiles on stderr (when there are several; an
+            image in one piece shows none). The tiles and their blending are the same either
+            way.
+        precision: ``"float32"`` (the default here: the raw network), ``"bfloat16"``
+            (bfloat16 autocast for the convolutions) or ``"auto"`` (bfloat16 where the
+            device supports it natively, see :func:`~n3seq_image.precision.autocast_dtype`).
 
     Returns:
-        ``(H, W)`` float32 array, not clipped.
+        ``(H, W)`` float32 array, not clipped (float32 whatever the ``precision``).
+
+    Raises:
+        ValueError: ``image`` is not 2-D, bad ``tile``/``overlap``, an unknown
+            ``precision``.
     """
     if image.ndim != 2:
         raise ValueError(f"image must have shape (H, W), got {image.shape}")
     check_tiling(tile, overlap)
+    autocast_dtype(precision, device)  # an unknown precision is named before any work
     h0, w0 = image.shape
     pad_h, pad_w = max(0, MIN_SIZE - h0), max(0, MIN_SIZE - w0)
     if pad_h or pad_w:
@@ -131,7 +171,9 @@ def denoise_tensor(
 
     def run(array: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-        return model(x.to(device).contiguous(memory_format=fmt))[0, 0].cpu().numpy()
+        with autocast(precision, device):
+            y = model(x.to(device).contiguous(memory_format=fmt))
+        return y[0, 0].float().cpu().numpy()
 
     if h <= tile and w <= tile:
         return run(image)[:h0, :w0]
@@ -186,8 +228,8 @@ def bm3d_denoiser(sigma: float) -> Denoiser:
 
 
 def load_network(spec: str) -> nn.Module:
-    """Loads a network from ``"n3net"``/``"dncnn"`` (shipped), a ``.safetensors`` weights file,
-    or ``"official:PATH"`` (the N3Net authors' checkpoint)."""
+    """Loads a network from ``"n3net"``/``"dncnn"``/``"n3net-blind"`` (shipped), a
+    ``.safetensors`` weights file, or ``"official:PATH"`` (the N3Net authors' checkpoint)."""
     if spec in SHIPPED:
         return load_model(shipped_weights(spec))
     if spec.startswith("official:"):
@@ -221,22 +263,34 @@ def get_denoiser(
     tile: int = 512,
     overlap: int = 48,
     device: str | torch.device = "cpu",
+    precision: str = "auto",
+    progress: bool = False,
+    warn_sigma: bool = True,
 ) -> Denoiser:
-    """A function ``(H, W) noisy → (H, W) denoised`` (clipped to ``[0, 1]``).
+    """A function ``(H, W) noisy → (H, W) denoised`` (clipped to ``[0, 1]``, float32).
 
     Args:
         spec: ``"nlmeans"``, ``"bm3d"``, or a network spec for :func:`load_network`.
-        sigma: noise level (0–255 scale); used by the classical methods.
+        sigma: noise level (0–255 scale); used by the classical methods, and compared with
+            the σ a network was trained at (a warning on stderr when they differ by > 1).
         tile: tile size for networks.
         overlap: tile overlap for networks.
         device: torch device for networks.
+        precision: arithmetic of the networks' convolutions: ``"auto"`` (bfloat16 autocast
+            where ``device`` supports it natively, float32 otherwise), ``"float32"`` or
+            ``"bfloat16"``; ignored by the classical methods.
+        progress: a per-tile progress bar on stderr for images larger than a tile.
+        warn_sigma: print the warning about a σ the network was not trained at.
 
     Raises:
-        ValueError: bad ``tile``/``overlap``/``sigma``, an unknown or unavailable ``device``.
-        FileNotFoundError: ``spec`` is not a known model nor an existing file.
+        ValueError: bad ``tile``/``overlap``/``sigma``/``precision``, an unknown or
+            unavailable ``device``.
+        FileNotFoundError: ``spec`` is not a known model nor an existing file (or names the
+            blind N3Net, which is not shipped yet).
     """
     check_tiling(tile, overlap)
     device = resolve_device(device)
+    autocast_dtype(precision, device)
     low, high = parse_sigma(sigma)
     if low != high:
         raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
@@ -247,14 +301,15 @@ def get_denoiser(
     else:
         model = load_network(spec)
         trained = model_sigma(spec) if not spec.startswith("official:") else None
-        if trained is not None and abs(trained - sigma) > 1:
+        if warn_sigma and trained is not None and abs(trained - sigma) > 1:
             print(
                 f"warning: model {spec} was trained at sigma={trained:g}, input sigma={sigma:g}",
                 file=sys.stderr,
             )
 
         def base(img: np.ndarray) -> np.ndarray:
-            return denoise_tensor(model, img, tile=tile, overlap=overlap, device=device)
+            return denoise_tensor(model, img, tile=tile, overlap=overlap, device=device,
+                                  progress=progress, precision=precision)
 
     return lambda img: np.clip(base(img), 0.0, 1.0)
 
@@ -271,15 +326,172 @@ def denoise_array(denoiser: Denoiser, image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
 
 
-def denoise_file(
+@dataclass(frozen=True)
+class DenoiseResult:
+    """What :func:`denoise_file_report` did.
+
+    Attributes:
+        denoised: the denoised image (without the alpha channel), in ``[0, 1]``.
+        sigma: the noise level used (0–255 scale): the one given, or the estimate.
+        sigma_estimated: ``sigma`` was estimated from the image
+            (:func:`~n3seq_image.noise_level.estimate_sigma`).
+        model: the denoiser spec that ran (``"n3net-blind"`` when ``"n3net"`` was asked
+            for without a σ and the blind weights are shipped).
+        noisy: the noisy image the denoiser saw when noise was added (else ``None``).
+        psnr_noisy: PSNR (dB) of ``noisy`` (unclipped) against the clean input, when noise
+            was added.
+        psnr_denoised: PSNR (dB) of ``denoised`` against the clean input, when noise was added.
+        outputs: the files written (the output, then the noisy image if asked for).
+    """
+
+    denoised: np.ndarray
+    sigma: float
+    sigma_estimated: bool
+    model: str
+    noisy: np.ndarray | None = None
+    psnr_noisy: float | None = None
+    psnr_denoised: float | None = None
+    outputs: tuple[str, ...] = ()
+
+
+def _check_seed(add_noise_seed: int | None) -> None:
+    if add_noise_seed is not None and (
+        isinstance(add_noise_seed, bool) or not isinstance(add_noise_seed, (int, np.integer))
+        or add_noise_seed < 0
+    ):
+        raise ValueError(f"add_noise_seed must be an int >= 0, got {add_noise_seed!r}")
+
+
+def _estimate(image: np.ndarray) -> float:
+    from n3seq_image.noise_level import estimate_sigma
+
+    try:
+        return estimate_sigma(image)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give the noise level (--sigma)") from None
+
+
+def denoise_file_report(
     src: str | Path,
     dst: str | Path,
-    sigma: float,
+    sigma: float | None = None,
     model: str = "n3net",
     add_noise_seed: int | None = None,
     tile: int = 512,
     overlap: int = 48,
     device: str = "cpu",
+    precision: str = "auto",
+    progress: bool = False,
+    save_noisy: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DenoiseResult:
+    """:func:`denoise_file`, returning what it did (σ used, model, PSNRs, files written).
+
+    Args:
+        src: input image.
+        dst: output path; written only if denoising succeeds, never the input itself.
+        sigma: noise level of the input (0–255 scale). ``None``: estimated from the image
+            with :func:`~n3seq_image.noise_level.estimate_sigma` and used as the classical
+            methods' σ; ``"n3net"`` then runs the blind N3Net where it is shipped, else the
+            σ = 25 model with a one-line warning on stderr.
+        model: denoiser spec (see :func:`get_denoiser`).
+        add_noise_seed: if given, first add Gaussian noise of ``sigma`` (required then) with
+            this seed, to try the denoiser on a clean image; the PSNRs against that clean
+            image are then in the result.
+        tile: tile size for networks.
+        overlap: tile overlap for networks.
+        device: torch device.
+        precision: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see :func:`get_denoiser`).
+        progress: a per-tile progress bar on stderr for images larger than ``tile``.
+        save_noisy: also write the noisy input here (needs ``add_noise_seed``): clipped to
+            ``[0, 1]`` and 8-bit (what a noisy PNG holds), atomically, with the alpha channel.
+        log: called with a line of information (the estimated σ); warnings always go to
+            stderr.
+
+    Raises:
+        ValueError: ``dst`` or ``save_noisy`` is ``src`` (by any path) or each other, an
+            unsupported output format, an alpha channel for a JPEG/BMP output, bad options,
+            ``add_noise_seed`` without ``sigma``, an image too small to estimate σ.
+        IsADirectoryError: an output is a folder.
+        NotADirectoryError: a parent of an output is a file.
+    """
+    dst = check_output_path(dst, inputs=(src,))
+    check_image_output(dst)
+    if save_noisy is not None:
+        save_noisy = check_output_path(save_noisy, inputs=(src, dst))
+        if save_noisy.resolve() == dst.resolve():
+            raise ValueError(f"save_noisy and the output name the same file {str(dst)!r}")
+        check_image_output(save_noisy)
+    if sigma is not None:
+        low, high = parse_sigma(sigma)
+        if low != high:
+            raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
+    _check_seed(add_noise_seed)
+    if add_noise_seed is not None and sigma is None:
+        raise ValueError("add_noise_seed needs sigma: the noise level to add")
+    if save_noisy is not None and add_noise_seed is None:
+        raise ValueError("save_noisy writes the noise add_noise_seed adds: give add_noise_seed")
+    autocast_dtype(precision, "cpu")
+    image, alpha, depth = read_image(src)
+    check_image_output(dst, alpha=alpha is not None)
+    if save_noisy is not None:
+        check_image_output(save_noisy, alpha=alpha is not None)
+    clean, noisy = None, None
+    if add_noise_seed is not None:
+        clean, image = image, add_noise(image, sigma, add_noise_seed)
+        noisy = image
+    estimated = sigma is None
+    warn_sigma = True
+    if sigma is None:
+        sigma = _estimate(image)
+        if log is not None:
+            log(f"estimated noise level: sigma = {sigma:.2f} (0-255 scale; give --sigma to "
+                "override)")
+        if model == "n3net":
+            if blind_available():
+                model = BLIND
+            else:
+                warn_sigma = False
+                print(f"warning: the blind N3Net weights are not shipped yet; using the "
+                      f"sigma = 25 model for the estimated sigma = {sigma:.2f}",
+                      file=sys.stderr)
+    denoiser = get_denoiser(model, sigma, tile=tile, overlap=overlap, device=device,
+                            precision=precision, progress=progress, warn_sigma=warn_sigma)
+    out = denoise_array(denoiser, image)
+    written = [str(dst)]
+    if save_noisy is not None:
+        existed = save_noisy.exists()
+        save_image(save_noisy, noisy, alpha=alpha, depth=8)
+        try:
+            save_image(dst, out, alpha=alpha, depth=depth)
+        except BaseException:
+            if not existed:  # a failed run leaves no file
+                save_noisy.unlink(missing_ok=True)
+            raise
+        written.append(str(save_noisy))
+    else:
+        save_image(dst, out, alpha=alpha, depth=depth)
+    psnrs: dict[str, float] = {}
+    if clean is not None:
+        from n3seq_image.metrics import psnr
+
+        psnrs = {"psnr_noisy": psnr(noisy, clean), "psnr_denoised": psnr(out, clean)}
+    return DenoiseResult(denoised=out, sigma=float(sigma), sigma_estimated=estimated,
+                         model=model, noisy=noisy, outputs=tuple(written), **psnrs)
+
+
+def denoise_file(
+    src: str | Path,
+    dst: str | Path,
+    sigma: float | None = None,
+    model: str = "n3net",
+    add_noise_seed: int | None = None,
+    tile: int = 512,
+    overlap: int = 48,
+    device: str = "cpu",
+    precision: str = "auto",
+    progress: bool = False,
+    save_noisy: str | Path | None = None,
 ) -> np.ndarray:
     """Denoises an image file and writes the result atomically.
 
@@ -291,13 +503,19 @@ def denoise_file(
     Args:
         src: input image.
         dst: output path; written only if denoising succeeds, never the input itself.
-        sigma: noise level of the input (0–255 scale).
+        sigma: noise level of the input (0–255 scale); ``None`` estimates it (see
+            :func:`denoise_file_report`).
         model: denoiser spec (see :func:`get_denoiser`).
         add_noise_seed: if given, first add Gaussian noise of ``sigma`` with this seed
             (to try the denoiser on a clean image).
         tile: tile size for networks.
         overlap: tile overlap for networks.
         device: torch device.
+        precision: ``"auto"`` (bfloat16 convolutions where native), ``"float32"`` or
+            ``"bfloat16"``; the output is float32 either way.
+        progress: a per-tile progress bar on stderr for images larger than ``tile``.
+        save_noisy: also write the noisy input here (8-bit, clipped; needs
+            ``add_noise_seed``).
 
     Returns:
         The denoised image (without the alpha channel).
@@ -308,21 +526,8 @@ def denoise_file(
         IsADirectoryError: ``dst`` is a folder.
         NotADirectoryError: a parent of ``dst`` is a file.
     """
-    dst = check_output_path(dst, inputs=(src,))
-    check_image_output(dst)
-    low, high = parse_sigma(sigma)
-    if low != high:
-        raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
-    if add_noise_seed is not None and (
-        isinstance(add_noise_seed, bool) or not isinstance(add_noise_seed, (int, np.integer))
-        or add_noise_seed < 0
-    ):
-        raise ValueError(f"add_noise_seed must be an int >= 0, got {add_noise_seed!r}")
-    image, alpha, depth = read_image(src)
-    check_image_output(dst, alpha=alpha is not None)
-    if add_noise_seed is not None:
-        image = add_noise(image, sigma, add_noise_seed)
-    denoiser = get_denoiser(model, sigma, tile=tile, overlap=overlap, device=device)
-    out = denoise_array(denoiser, image)
-    save_image(dst, out, alpha=alpha, depth=depth)
-    return out
+    return denoise_file_report(
+        src, dst, sigma, model=model, add_noise_seed=add_noise_seed, tile=tile,
+        overlap=overlap, device=device, precision=precision, progress=progress,
+        save_noisy=save_noisy,
+    ).denoised

@@ -6,6 +6,10 @@ Protocol (the usual one for Gaussian denoising): every clean grayscale image ``x
 full run), the noisy image is **not** clipped, each method's output **is** clipped to
 ``[0, 1]``, and PSNR/SSIM are computed against ``x`` with data range 1.
 All methods see the same noisy images.
+
+``noise="clipped"`` evaluates on what a user's noisy 8-bit file holds instead: the same
+Gaussian noise, then clipped to ``[0, 1]`` and quantised to 256 levels
+(:func:`~n3seq_image.data.quantize_8bit`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,25 @@ from typing import Any
 import numpy as np
 
 from n3seq_image.checkpoint import atomic_write
-from n3seq_image.data import add_noise, list_images, load_image, parse_sigma
+from n3seq_image.data import add_noise, list_images, load_image, parse_sigma, quantize_8bit
 from n3seq_image.denoise import Denoiser, get_denoiser
 from n3seq_image.metrics import psnr, ssim
+
+#: Noise kinds of :func:`evaluate`: ``gaussian`` (not clipped) and ``clipped`` (8-bit).
+NOISE_KINDS = ("gaussian", "clipped")
+
+
+def make_noisy(clean: np.ndarray, sigma: float, seed: int | list[int],
+               noise: str = "gaussian") -> np.ndarray:
+    """The noisy image of the protocol: Gaussian ``N(0, (σ/255)²)``, or that clipped + 8-bit.
+
+    Raises:
+        ValueError: ``noise`` is not one of :data:`NOISE_KINDS`.
+    """
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+    noisy = add_noise(clean, sigma, seed=seed)
+    return quantize_8bit(noisy) if noise == "clipped" else noisy
 
 
 def evaluate(
@@ -34,6 +54,7 @@ def evaluate(
     limit: int | None = None,
     progress: bool = True,
     skip: int = 0,
+    noise: str = "gaussian",
 ) -> dict[str, Any]:
     """Runs every method on every image of ``data``.
 
@@ -47,16 +68,18 @@ def evaluate(
         progress: show a tqdm bar.
         skip: start after the first ``skip`` images (with ``limit``, splits a long evaluation
             into parts; image ``i`` gets the same noise whatever the split).
+        noise: ``"gaussian"`` (the usual protocol: not clipped) or ``"clipped"`` (the same
+            noise, clipped to ``[0, 1]`` and quantised to 8 bits, as in a noisy PNG).
 
     Returns:
-        ``{"sigma", "seed", "images": [...], "rows": [{"image", "method", "psnr", "ssim",
-        "seconds"}], "mean": {method: {"psnr", "ssim", "seconds"}}}``; the method ``"noisy"``
-        is the unprocessed noisy input.
+        ``{"data", "sigma", "seed", "noise", "images": [...], "methods", "rows": [{"image",
+        "method", "psnr", "ssim", "seconds"}], "mean": {method: {"psnr", "ssim",
+        "seconds"}}}``; the method ``"noisy"`` is the unprocessed noisy input.
 
     Raises:
         ValueError: ``sigma`` not one level in ``[0, 255]``; ``seed``/``skip`` not an int
-            ``>= 0``; ``limit`` not ``None`` or an int ``>= 1``; no images left after
-            ``skip``.
+            ``>= 0``; ``limit`` not ``None`` or an int ``>= 1``; an unknown ``noise``; no
+            images left after ``skip``.
         FileNotFoundError: ``data`` does not exist.
     """
     from tqdm.auto import tqdm
@@ -69,6 +92,8 @@ def evaluate(
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
     every = list_images(data)
     files = every[skip:][:limit]
     if not files:
@@ -78,7 +103,7 @@ def evaluate(
     for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress, file=sys.stderr)):
         i = skip + j
         clean = load_image(path)
-        noisy = add_noise(clean, sigma, seed=[seed, i])
+        noisy = make_noisy(clean, sigma, [seed, i], noise)
         rows.append({
             "image": path.name, "method": "noisy", "psnr": psnr(noisy, clean),
             "ssim": ssim(np.clip(noisy, 0, 1), clean), "seconds": 0.0,
@@ -100,7 +125,8 @@ def evaluate(
         for m in names
     }
     return {
-        "data": str(data), "sigma": sigma, "seed": seed, "images": [p.name for p in files],
+        "data": str(data), "sigma": sigma, "seed": seed, "noise": noise,
+        "images": [p.name for p in files],
         "methods": names, "rows": rows, "mean": mean,
     }
 
@@ -149,11 +175,15 @@ def build_methods(
     tile: int = 512,
     overlap: int = 48,
     device: str = "cpu",
+    precision: str = "auto",
 ) -> dict[str, Denoiser]:
     """Named denoisers for :func:`evaluate` from model specs and baseline names.
 
-    ``baselines`` may contain ``"dncnn"`` (our shipped DnCNN-17), ``"nlmeans"`` and
-    ``"bm3d"`` (skipped with a warning when the package is not installed).
+    ``models`` are specs for :func:`~n3seq_image.denoise.get_denoiser` (``"n3net"``,
+    ``"dncnn"``, ``"n3net-blind"``, a weights file, ``"official:PATH"``). ``baselines`` may
+    contain ``"dncnn"`` (our shipped DnCNN-17), ``"nlmeans"`` and ``"bm3d"`` (skipped with a
+    warning when the package is not installed). ``precision`` is the networks' arithmetic
+    (``"auto"``, ``"float32"``, ``"bfloat16"``).
     """
     from n3seq_image.denoise import bm3d_available
 
@@ -168,5 +198,6 @@ def build_methods(
             name = "official-" + Path(spec.split(":", 1)[1]).stem
         else:
             name = Path(spec).stem if spec.endswith(".safetensors") else spec
-        methods[name] = get_denoiser(spec, sigma, tile=tile, overlap=overlap, device=device)
+        methods[name] = get_denoiser(spec, sigma, tile=tile, overlap=overlap, device=device,
+                                     precision=precision)
     return methods

@@ -188,12 +188,47 @@ class TestTrainCommand:
         assert exc.value.code == 2
 
 
-def test_demo(tmp_path, weights):
+def test_demo(tmp_path, weights, monkeypatch):
+    from PIL import ImageDraw
+
+    from n3seq_image.demo import GAP, LABEL_HEIGHT
+
+    drawn = []
+    real = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        drawn.append((xy, text))
+        return real(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
     result = run_demo(tmp_path / "demo", sigma=25, model=str(weights))
     assert result["psnr_noisy"] == pytest.approx(20.17, abs=0.1)
     for name in ("noisy", "denoised", "side_by_side"):
         assert (tmp_path / "demo" / f"{name}.png").is_file()
-    assert load_image(tmp_path / "demo" / "side_by_side.png").shape == (512, 3 * 512 + 16)
+    side = load_image(tmp_path / "demo" / "side_by_side.png")
+    assert side.shape == (LABEL_HEIGHT + 512, 3 * 512 + 2 * GAP)
+    labels = [text for _, text in drawn]
+    assert labels[0] == "clean"
+    assert labels[1].startswith("noisy") and f"PSNR {result['psnr_noisy']:.2f} dB" in labels[1]
+    assert labels[2].startswith("denoised (tiny)")
+    assert f"PSNR {result['psnr_denoised']:.2f} dB" in labels[2]
+    # each label is drawn in the strip above its own panel, in black on white
+    assert [xy[0] for xy, _ in drawn] == [6, 6 + 512 + GAP, 6 + 2 * (512 + GAP)]
+    for i in range(3):
+        strip = side[:LABEL_HEIGHT, i * (512 + GAP) : i * (512 + GAP) + 512]
+        assert strip.min() < 0.2 and np.median(strip) == 1.0
+    # the panels below the strip are the images themselves
+    clean = load_image(tmp_path / "demo" / "denoised.png")
+    np.testing.assert_allclose(side[LABEL_HEIGHT:, -512:], clean, atol=1 / 255 + 1e-6)
+
+
+def test_labelled_panels_refuses_mismatches():
+    from n3seq_image.demo import labelled_panels
+
+    with pytest.raises(ValueError, match="one label per panel"):
+        labelled_panels([np.zeros((4, 4))], ["a", "b"])
+    with pytest.raises(ValueError, match="of one height"):
+        labelled_panels([np.zeros((4, 4)), np.zeros((5, 4))], ["a", "b"])
 
 
 def test_console_entry_point():
