@@ -40,6 +40,7 @@ from n3seq.timeseries.peers import (
     STLPeer,
     TBATSPeer,
     peer_predict,
+    select_by_aic,
     select_state_space,
 )
 from n3seq.timeseries.tasks import TASKS, forecast_mask, gap_mask, make_episode, random_crops
@@ -95,6 +96,7 @@ __all__ = [
     "random_crops",
     "savitzky_golay",
     "seasonal_naive",
+    "select_by_aic",
     "select_state_space",
     "split_in_time",
     "unfold_windows",

@@ -155,6 +155,17 @@ class StateSpacePeer(Peer):
         return self.signal(_as_series(series, "series"))
 
 
+def select_by_aic(train: np.ndarray, candidates: list[Peer]) -> Peer:
+    """The candidate whose ``train_aic(train)`` is lowest (Holt-Winters, STL configurations).
+
+    Only AICs of fits to the same data compare: use candidates of one method.
+    """
+    if not candidates:
+        raise ValueError("candidates must not be empty")
+    aics = [float(peer.train_aic(train)) for peer in candidates]
+    return candidates[int(np.nanargmin(np.where(np.isfinite(aics), aics, np.nan)))]
+
+
 def select_state_space(train: np.ndarray, candidates: list[StateSpacePeer],
                        name: str | None = None) -> StateSpacePeer:
     """Fits every candidate on ``train`` and returns the one with the lowest AIC.
@@ -193,10 +204,9 @@ class HoltWinters(Peer):
                          f"{period}")
         self.name = ", ".join(parts)
 
-    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+    def _fit(self, history: np.ndarray) -> Any:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-        history = _as_series(history, "history")
         season = self.period if self.period and len(history) >= 2 * self.period else None
         with _quiet():
             model = ExponentialSmoothing(
@@ -204,11 +214,20 @@ class HoltWinters(Peer):
                 damped_trend=self.trend == "add_damped",
                 seasonal=self.seasonal if season else None, seasonal_periods=season,
                 initialization_method="estimated")
-            return np.asarray(model.fit().forecast(horizon))
+            return model.fit()
+
+    def train_aic(self, train: np.ndarray) -> float:
+        """AIC of this configuration fitted on ``train`` (to choose among configurations)."""
+        return float(self._fit(_as_series(train, "train")).aic)
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        result = self._fit(_as_series(history, "history"))
+        with _quiet():
+            return np.asarray(result.forecast(horizon))
 
 
 class STLPeer(Peer):
-    """``STLForecast``: robust STL decomposition, an ARIMA on the seasonally adjusted series.
+    """``STLForecast``: STL decomposition, an ARIMA on the seasonally adjusted series.
 
     Refitted on each episode's context (the season is repeated, the ARIMA forecasts the rest).
 
@@ -216,24 +235,34 @@ class STLPeer(Peer):
         period: seasonal period.
         order: ARIMA order of the adjusted series.
         trend: ARIMA trend (``"t"`` = drift with ``d = 1``).
+        robust: robust STL (about 6x slower for long seasons).
     """
 
     tasks = ("forecast",)
 
     def __init__(self, period: int, order: tuple[int, int, int] = (1, 1, 0),
-                 trend: str | None = "t") -> None:
-        self.period, self.order, self.trend = period, tuple(order), trend
-        self.name = f"STLForecast, ARIMA{self.order}" + (" + drift" if trend == "t" else "")
+                 trend: str | None = "t", robust: bool = True) -> None:
+        self.period, self.order, self.trend, self.robust = period, tuple(order), trend, robust
+        self.name = (f"STLForecast ({period}{'' if robust else ', not robust'}), "
+                     f"ARIMA{self.order}" + {"t": " + drift", "c": " + constant"}.get(trend, ""))
 
-    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+    def _fit(self, history: np.ndarray) -> Any:
         from statsmodels.tsa.arima.model import ARIMA
         from statsmodels.tsa.forecasting.stl import STLForecast
 
-        history = _as_series(history, "history")
         with _quiet():
-            model = STLForecast(history, ARIMA, period=self.period, robust=True,
+            model = STLForecast(history, ARIMA, period=self.period, robust=self.robust,
                                 model_kwargs={"order": self.order, "trend": self.trend})
-            return np.asarray(model.fit().forecast(horizon))
+            return model.fit()
+
+    def train_aic(self, train: np.ndarray) -> float:
+        """AIC of the ARIMA on the adjusted ``train`` (to choose among configurations)."""
+        return float(self._fit(_as_series(train, "train")).model_result.aic)
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        result = self._fit(_as_series(history, "history"))
+        with _quiet():
+            return np.asarray(result.forecast(horizon))
 
 
 class SeasonalNaivePeer(Peer):

@@ -63,9 +63,24 @@ def pinball_loss(quantiles: Tensor, target: Tensor, levels: tuple[float, ...],
     return loss[where].mean()
 
 
+def _episode_loss(model: nn.Module, ep: dict[str, Tensor], idx: Tensor | None,
+                  levels: tuple[float, ...], quantile_weight: float) -> Tensor:
+    pick = (lambda v: v) if idx is None else (lambda v: v[idx])
+    base = pick(ep["base"]) if "base" in ep else None
+    point, quant = model.predict(pick(ep["inputs"]), pick(ep["observed"]), pick(ep["mask"]),
+                                 base)
+    target, score = pick(ep["target"]), pick(ep["score"])
+    loss = masked_mse(point, target, score)
+    if quant is not None:
+        loss = loss + quantile_weight * pinball_loss(quant, target, levels, score)
+    return loss
+
+
 def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int = 300,
                     batch: int = 16, lr: float = 2e-3, seed: int = 0,
-                    quantile_weight: float = 1.0, progress: bool = False) -> list[float]:
+                    quantile_weight: float = 1.0, progress: bool = False,
+                    validation: dict[str, Tensor] | None = None,
+                    eval_every: int = 25) -> list[float]:
     """Trains ``model`` on a fixed pool of episodes (Adam, one-cycle schedule).
 
     For hybrids whose classical ``base`` is too slow to recompute at every step, the pool is
@@ -83,6 +98,11 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
         seed: seeds the draws (not the model's initialisation).
         quantile_weight: weight of the pinball loss.
         progress: show a tqdm bar.
+        validation: optional held-out episodes (e.g. from the end of the training span):
+            their loss is measured before training and every ``eval_every`` steps, and the
+            model ends with the parameters of the best measurement (early stopping; for a
+            hybrid, "before training" is its classical base).
+        eval_every: steps between validation measurements.
 
     Returns:
         The training loss of every step.
@@ -94,16 +114,27 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
     opt, sched = adam_one_cycle(model, lr, steps)
     levels = tuple(getattr(model, "quantiles", ()))
     losses = []
+    best: tuple[float, dict[str, Tensor]] | None = None
+
+    def measure() -> None:
+        nonlocal best
+        model.eval()
+        with torch.no_grad():
+            value = float(_episode_loss(model, validation, None, levels, quantile_weight))
+        if best is None or value < best[0]:
+            best = (value, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        model.train()
+
     model.train()
-    for _ in progress_range(steps, progress, "train"):
+    if validation is not None:
+        measure()
+    for step in progress_range(steps, progress, "train"):
         idx = torch.randint(0, size, (min(batch, size),), generator=gen)
-        base = episodes["base"][idx] if "base" in episodes else None
-        point, quant = model.predict(episodes["inputs"][idx], episodes["observed"][idx],
-                                     episodes["mask"][idx], base)
-        target, score = episodes["target"][idx], episodes["score"][idx]
-        loss = masked_mse(point, target, score)
-        if quant is not None:
-            loss = loss + quantile_weight * pinball_loss(quant, target, levels, score)
+        loss = _episode_loss(model, episodes, idx, levels, quantile_weight)
         losses.append(optimizer_step(loss, model, opt, sched))
+        if validation is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            measure()
+    if best is not None:
+        model.load_state_dict(best[1])
     model.eval()
     return losses
