@@ -251,6 +251,10 @@ def cmd_evaluate_sr(args: argparse.Namespace) -> int:
     """``n3seq-image evaluate --task sr`` (see :mod:`n3seq_image.sr_evaluate`)."""
     if args.scale is None:
         raise UsageError("--scale is required for --task sr")
+    for option, value, default in (("--noise", args.noise, "gaussian"),
+                                   ("--precision", args.precision, "auto")):
+        if value != default:
+            raise UsageError(f"{option} {value} applies to --task denoise only, not --task sr")
     baselines = [b for b in (args.baselines or "").split(",") if b]
     unknown = set(baselines) - {"vdsr", "bicubic", "n3net"}
     if unknown:

@@ -191,3 +191,12 @@ class TestBlindModel:
     def test_sigma_still_required(self, capsys, tmp_path, data):
         code, _, err = call(capsys, "evaluate", "--model", "n3net-blind", "--data", data)
         one_line_error(err, code, 2, "--sigma is required")
+
+
+@pytest.mark.parametrize("extra", [["--noise", "clipped"], ["--precision", "bfloat16"],
+                                   ["--precision", "float32"]])
+def test_denoise_only_options_refused_for_sr(capsys, tmp_path, data, extra):
+    code, _, err = call(capsys, "evaluate", "--task", "sr", "--scale", 2, "--data", data,
+                        "--json", tmp_path / "r.json", *extra)
+    one_line_error(err, code, 2, "applies to --task denoise only")
+    assert not (tmp_path / "r.json").exists()
