@@ -264,7 +264,10 @@ def finite_abs_max(
 
 def fetch(*scalars: Tensor) -> list[float]:
     """The values of several 0-d tensors in one host transfer (one sync on an accelerator)."""
-    return torch.stack([s.to(torch.float64) for s in scalars]).tolist()
+    dtype = scalars[0].dtype
+    if any(s.dtype != dtype for s in scalars) or not dtype.is_floating_point:
+        scalars = tuple(s.to(torch.float64) for s in scalars)
+    return [float(v) for v in torch.stack(scalars).tolist()]
 
 
 def check_k(k: int, name: str = "k") -> int:

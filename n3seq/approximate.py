@@ -239,7 +239,14 @@ def preselect_candidates(
 
     Returns:
         LongTensor ``(B, N, L)`` of key indices, nearest first, usable as ``candidates`` of
-        :func:`~n3seq.knn_aggregate`.
+        :func:`~n3seq.knn_aggregate` (empty for B = 0 or N = 0).
+
+    Raises:
+        TypeError: for non-floating inputs, a non-int ``num_candidates``/``chunk_size`` or a
+            non-bool ``exclude_self``.
+        ValueError: for mismatched shapes, ``num_candidates`` outside ``[1, valid keys]``,
+            an unknown ``backend``, or NaN/inf in the queries or valid keys.
+        OverflowError: where the squared distances overflow float64 (float32 for FAISS).
 
     Shape:
         - query: :math:`(B, N, E)`
@@ -295,7 +302,11 @@ def approx_knn_aggregate(
         chunk_size: queries per chunk of the pre-selection.
 
     Returns:
-        ``(B, N, k, F)`` aggregated neighbours.
+        ``(B, N, k, F)`` aggregated neighbours (empty for B = 0 or N = 0).
+
+    Raises:
+        The errors of :func:`preselect_candidates` and :func:`~n3seq.knn_aggregate`, and
+        ``ValueError`` if ``k > num_candidates``.
 
     Shape:
         - query: :math:`(B, N, E)`
@@ -394,7 +405,12 @@ def tail_bound(
         chunk_size: queries per chunk.
 
     Returns:
-        ``(B, N, k)`` bounds in [0, 1].
+        ``(B, N, k)`` bounds in [0, 1], finite for every accepted temperature (where
+        ``(1 − (j − 1)/L)^{1/t}`` underflows they are computed in log space).
+
+    Raises:
+        The errors of :func:`preselect_candidates`, and for ``k`` those of
+        :func:`~n3seq.continuous_knn` plus ``ValueError`` if ``k > num_candidates``.
 
     Example:
         >>> x = torch.randn(1, 200, 4)

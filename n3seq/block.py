@@ -98,8 +98,26 @@ class N3Block(nn.Module):
 
     Shape:
         - input: :math:`(B, T, D)`, optional key padding ``mask`` :math:`(B, T)` (with
-          ``radius``, sequences must be right-padded: ``True`` for a prefix of each row)
-        - output: :math:`(B, T, (k + 1) D)`
+          ``radius``, sequences must be right-padded: ``True`` for a prefix of each row;
+          this is checked)
+        - output: :math:`(B, T, (k + 1) D)`; empty for B = 0 or T = 0
+
+    Padded tokens are replaced by zeros before the embedding: their content (NaN included)
+    never matters, and the output at padded positions is that of a zero token. The
+    temperature ``temperature_bias · exp(log_t)`` is clamped to float32's normal range, so a
+    collapsing ``log_t`` gives the hard kNN limit with zero gradient instead of NaN.
+
+    Raises:
+        TypeError: for a non-int ``dim``/``k``/``embed_dim``/``hidden``/``radius``, a
+            non-real ``temperature_bias``, a non-bool ``differences``, a non-module
+            ``embedding``/``temperature_net``; in ``forward`` for a non-floating ``x`` or a
+            non-bool ``mask``.
+        ValueError: for values out of range (``dim``, ``k``, ``radius`` with
+            ``2·radius < k``, ``temperature_bias <= 0``); in ``forward`` for a wrong shape,
+            NaN/inf in ``x`` at real tokens (naming the first index), too few real tokens,
+            or, with ``radius``, a mask that is not right-padded.
+        OverflowError: when ``|x|`` is so large that ``x̂ − x`` would overflow its dtype.
+        RuntimeError: from ``torch.jit.script`` (not supported; use ``torch.compile``).
 
     Example:
         >>> block = N3Block(dim=16, k=4)
