@@ -26,7 +26,7 @@ docs: venv
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: venv
-	$(PY) -m n3seq_image.demo
+	$(PY) -m n3seq_image.cli demo
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -159,7 +159,7 @@ def _seed(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's options (shared by ``n3seq-image demo`` and ``python -m n3seq_image.demo``)."""
+    """The options of ``n3seq-image demo``."""
     parser.add_argument("--out", default="results/demo", help="output folder")
     parser.add_argument("--sigma", type=_sigma, default=25.0, help="noise level, 0-255 scale")
     parser.add_argument("--seed", type=_seed, default=0, help="noise seed")
@@ -175,18 +175,3 @@ def report(result: dict[str, Any]) -> str:
         f"  denoised PSNR {result['psnr_denoised']:6.2f} dB  SSIM {result['ssim_denoised']:.4f}",
         *(f"  wrote {p}" for p in result["paths"].values()),
     ])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m n3seq_image.demo``: the ``n3seq-image demo`` command."""
-    from n3seq_image.cli import ArgumentParser, HelpFormatter, cmd_demo, run
-
-    prog = "python -m n3seq_image.demo"
-    parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=cmd_demo, command="demo")
-    return run(parser.parse_args(argv), prog=prog)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
