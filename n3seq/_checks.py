@@ -121,7 +121,7 @@ def check_bool(name: str, value: Any) -> bool:
     """
     if isinstance(value, bool):
         return value
-    if type(value).__name__ == "bool_" and type(value).__module__ == "numpy":
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
         return bool(value)
     raise TypeError(f"{name} must be a bool (True or False), got {_describe(value)}")
 
@@ -357,7 +357,12 @@ def as_temperature(temperature: float | Tensor, target: torch.Size | tuple[int, 
         return t.clamp(min=info.tiny, max=info.max)
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"{name} must be a float or a tensor, got {type(temperature).__name__}")
-    value = float(temperature)
+    try:
+        value = float(temperature)
+    except OverflowError:  # an int beyond float range: positive and finite, but huge
+        value = math.inf if temperature > 0 else -math.inf
+        if value > 0:
+            return torch.tensor(info.max, dtype=dtype, device=device)
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite, got {value}")
     value = min(max(value, info.tiny), info.max)

@@ -18,6 +18,8 @@ from n3seq.block import N3Block
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of ``module``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 

@@ -183,8 +183,12 @@ class N3Block(nn.Module):
             dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
             t = torch.full(x.shape[:2], self.temperature_bias, dtype=dtype, device=x.device)
         else:
-            log_t = rearrange(self.temperature_net(x), "b t 1 -> b t")
-            t = self.temperature_bias * log_t.float().exp()
+            log_t = self.temperature_net(x)
+            check_floating(log_t, "the temperature_net output")
+            if tuple(log_t.shape) != (*x.shape[:2], 1):
+                raise ValueError(f"temperature_net must map (B, T, D) to (B, T, 1), got "
+                                 f"{tuple(log_t.shape)} for x {tuple(x.shape)}")
+            t = self.temperature_bias * log_t[..., 0].float().exp()
         info = torch.finfo(t.dtype)
         return t.clamp(min=info.tiny, max=info.max)
 

@@ -297,6 +297,18 @@ def test_n3block_forward(block, arg, value, error, fragment):
     _check(block, {"x": XB} | {arg: value}, error, fragment)
 
 
+def test_n3block_temperature_net_shape_is_checked():
+    block = N3Block(4, k=2, temperature_net=nn.Linear(4, 2))
+    _check(block, {"x": XB}, ValueError,
+           r"temperature_net must map \(B, T, D\) to \(B, T, 1\), got \(2, 10, 2\)")
+
+
+def test_numpy_scalars_are_accepted():
+    out = knn_aggregate(X, X, V, np.int64(2), np.float32(0.5), exclude_self=np.bool_(True),
+                        chunk_size=np.int32(2))
+    torch.testing.assert_close(out, knn_aggregate(X, X, V, 2, 0.5, exclude_self=True))
+
+
 def test_n3block_embedding_overflow_is_named():
     block = N3Block(4, k=2, embedding=nn.Linear(4, 4), temperature_net=False)
     with torch.no_grad():
@@ -395,6 +407,7 @@ def test_tail_bound(arg, value, error, fragment):
     (matching_width, {"target": 10, "build": 3}, TypeError, "build must be callable"),
     (matching_width, {"target": 10, "build": DenseResidual, "widths": range(0)}, ValueError,
      "widths must be a non-empty range"),
+    (matching_width, {"target": 10, "build": lambda w: 3}, TypeError, "expected an nn.Module"),
 ])
 def test_ablation(fn, kwargs, error, fragment):
     _check(fn, kwargs, error, fragment)
