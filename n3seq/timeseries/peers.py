@@ -83,6 +83,12 @@ class Peer:
     def denoise(self, series: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{self.name} does not denoise")
 
+    def fitted(self, series: np.ndarray) -> np.ndarray:
+        """In-sample predictions at the observed (non-NaN) steps of ``series``, made without
+        the value itself (one-step-ahead or one-season-back); the values themselves where the
+        method has none. A hybrid sees them to learn where the method tends to err."""
+        return np.asarray(series, dtype=np.float64)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -150,6 +156,17 @@ class StateSpacePeer(Peer):
     def impute(self, series: np.ndarray) -> np.ndarray:
         series = _as_series(series, "series", nan_ok=True)
         return np.where(np.isnan(series), self.signal(series), series)
+
+    def fitted(self, series: np.ndarray) -> np.ndarray:
+        """One-step-ahead predictions of the Kalman filter (the values themselves during the
+        diffuse start-up, where the filter has no prediction yet)."""
+        series = _as_series(series, "series", nan_ok=True)
+        result = self._run(series, smooth=False)
+        out = np.asarray(result.forecasts[0]).copy()
+        burn = max(int(getattr(result, "nobs_diffuse", 0) or 0),
+                   int(getattr(result, "loglikelihood_burn", 0) or 0), 1)
+        out[:burn] = series[:burn]
+        return out
 
     def denoise(self, series: np.ndarray) -> np.ndarray:
         return self.signal(_as_series(series, "series"))
@@ -280,6 +297,15 @@ class SeasonalNaivePeer(Peer):
         h = np.arange(horizon)
         return history[len(history) + h - self.period * ((h + self.period) // self.period)]
 
+    def fitted(self, series: np.ndarray) -> np.ndarray:
+        """The value one season earlier (the value itself in the first season or where that
+        one is missing)."""
+        series = _as_series(series, "series", nan_ok=True)
+        out = series.copy()
+        back = series[:-self.period] if len(series) > self.period else series[:0]
+        out[self.period:] = np.where(np.isnan(back), series[self.period:], back)
+        return out
+
     def impute(self, series: np.ndarray) -> np.ndarray:
         series = _as_series(series, "series", nan_ok=True).copy()
         missing = np.flatnonzero(np.isnan(series))
@@ -367,16 +393,21 @@ class TBATSPeer(Peer):
         return out
 
 
-def peer_predict(peer: Peer, episode: dict[str, Tensor], task: str) -> Tensor:
+def peer_predict(peer: Peer, episode: dict[str, Tensor], task: str,
+                 fitted: bool = False) -> Tensor:
     """Applies ``peer`` to every series of a padded episode batch.
 
     Args:
         peer: a fitted peer supporting ``task``.
         episode: the dict of :func:`~n3seq.timeseries.make_episode` (``C = 1``).
         task: ``"denoise"``, ``"impute"`` or ``"forecast"``.
+        fitted: at the observed steps, put the peer's in-sample predictions
+            (:meth:`Peer.fitted`) instead of the inputs (imputation, forecasting): a hybrid's
+            base then shows where the method errs.
 
     Returns:
-        ``(B, T, 1)``: the peer's values at the scored points, the inputs elsewhere.
+        ``(B, T, 1)``: the peer's values at the scored points, the inputs (or the in-sample
+        predictions) elsewhere.
     """
     check_task(task)
     if task not in peer.tasks:
@@ -392,10 +423,15 @@ def peer_predict(peer: Peer, episode: dict[str, Tensor], task: str) -> Tensor:
         if task == "denoise":
             out[b, :length, 0] = peer.denoise(x)
         elif task == "impute":
-            out[b, :length, 0] = peer.impute(np.where(obs, x, np.nan))
+            gappy = np.where(obs, x, np.nan)
+            out[b, :length, 0] = peer.impute(gappy)
+            if fitted:
+                out[b, :length, 0] = np.where(obs, peer.fitted(gappy), out[b, :length, 0])
         else:
             known = int(obs.sum())
             if not obs[:known].all():
                 raise ValueError(f"episode {b}: a forecast episode must observe a prefix")
             out[b, known:length, 0] = peer.forecast(x[:known], length - known)
+            if fitted:
+                out[b, :known, 0] = peer.fitted(x[:known])
     return torch.from_numpy(out).to(inputs.dtype)

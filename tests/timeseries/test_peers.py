@@ -140,3 +140,26 @@ def test_tbats_peer_forecasts_a_seasonal_series():
     y = seasonal(96, 12, 0.0)
     peer = TBATSPeer((12,), use_arma_errors=False).fit(y[:72])
     assert np.abs(peer.forecast(y[:84], 12) - y[84:]).max() < 0.1
+
+
+def test_fitted_values_are_in_sample_predictions(ar2):
+    y = np.arange(10.0)
+    y[6] = np.nan
+    np.testing.assert_array_equal(SeasonalNaivePeer(3).fitted(y)[[0, 2, 3, 5, 9]],
+                                  [0, 2, 0, 2, 9.0])
+    peer = StateSpacePeer("AR(2)", order=(2, 0, 0)).fit(ar2[:300])
+    one_step = peer.fitted(ar2[:300])
+    assert one_step.shape == (300,)
+    # one-step-ahead predictions: close to the AR recursion on the previous two values
+    pred = peer.params[0] * ar2[9:299] + peer.params[1] * ar2[8:298]
+    np.testing.assert_allclose(one_step[10:300], pred, atol=1e-6)
+    clean = torch.as_tensor(ar2[300:340], dtype=torch.float32).view(1, 40, 1)
+    gen = torch.Generator().manual_seed(0)
+    for task in ("impute", "forecast"):
+        ep = make_episode(clean, torch.tensor([40]), task, horizon=5, gap=(4, 6),
+                          generator=gen)
+        plain, fitted = peer_predict(peer, ep, task), peer_predict(peer, ep, task, fitted=True)
+        torch.testing.assert_close(fitted[ep["score"]], plain[ep["score"]])
+        obs = ep["observed"]
+        assert not torch.allclose(fitted[obs], ep["inputs"][obs])
+        torch.testing.assert_close(plain[obs], ep["inputs"][obs])
