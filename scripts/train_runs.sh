@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The trainings behind the shipped image weights, one command per run (issues 11 and 12).
+#
+#   scripts/train_runs.sh RUN [extra n3seq-image train options]   start or resume RUN
+#   scripts/train_runs.sh save RUN                                 copy RUN's latest checkpoint into training/RUN
+#   scripts/train_runs.sh restore RUN                              copy training/RUN back to $RUNS/RUN
+#
+# Runs live in $RUNS (default ../runs, outside the work tree). Each is resumable: starting it
+# again continues from its latest checkpoint. A long run is split over sessions with
+# `--max-minutes M` (the cosine schedule spans the full --steps, so the pieces equal one run);
+# `save` commits the resumable state (weights, Adam moments, RNG, log) so that a fresh machine
+# can `restore` and continue.
+#
+# Runs: n3net_s25, dncnn_s25 (the same budget, data stream and recipe as n3net_s25),
+# n3net_blind (sigma 0-55), pilot_old / pilot_new (DnCNN, 600 steps: the old exponential recipe
+# in float32 vs warm-up + cosine with bf16 and 8-bit samples), vdsr, n3net_sr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-../runs}
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+denoise_common=(--data ../shared/data/train400 --batch-size 8 --crop 80 --seed 0
+  --val-data ../shared/data/t91 --val-images 8 --val-crop 128 --threads "$OMP_NUM_THREADS"
+  --no-progress)
+recipe=(--lr 1e-3 --schedule cosine --warmup-steps 300 --min-lr-ratio 0.01 --precision auto
+  --quantized-share 0.25)
+sr_common=(--task sr --data ../shared/data/t91,../shared/data/train400 --crop 96 --batch-size 8
+  --seed 0 --val-data ../shared/data/set5 --val-images 5 --val-crop 0 --steps 24000
+  --threads "$OMP_NUM_THREADS" --no-progress "${recipe[@]}")
+
+args_of() {
+  case "$1" in
+    n3net_s25) echo --model n3net --sigma 25 --steps 24000 "${recipe[@]}" "${denoise_common[@]}" \
+      --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
+    dncnn_s25) echo --model dncnn --sigma 25 --steps 24000 "${recipe[@]}" "${denoise_common[@]}" \
+      --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
+    n3net_blind) echo --model n3net --sigma 0-55 --steps 24000 "${recipe[@]}" \
+      "${denoise_common[@]}" --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
+    pilot_old) echo --model dncnn --sigma 25 --steps 600 --schedule exponential --lr 1e-3 \
+      --lr-decay 0.1 --lr-decay-steps 1000 --precision float32 --quantized-share 0 \
+      "${denoise_common[@]}" --val-every 50 --checkpoint-every 100 ;;
+    pilot_new) echo --model dncnn --sigma 25 --steps 600 --lr 1e-3 --schedule cosine \
+      --warmup-steps 50 --precision auto --quantized-share 0.25 "${denoise_common[@]}" \
+      --val-every 50 --checkpoint-every 100 ;;
+    vdsr) echo --model vdsr "${sr_common[@]}" --val-every 250 --checkpoint-every 250 ;;
+    n3net_sr) echo --model n3net "${sr_common[@]}" --val-every 250 --checkpoint-every 250 ;;
+    *) echo "unknown run $1" >&2; return 2 ;;
+  esac
+}
+
+case "${1:-}" in
+  save)
+    run=$2
+    ckpt=$("$PY" -c "import sys; from n3seq_image.checkpoint import latest_checkpoint as l; \
+print(l(sys.argv[1]) or '')" "$RUNS/$run")
+    [ -n "$ckpt" ] || { echo "no checkpoint in $RUNS/$run" >&2; exit 1; }
+    rm -rf "training/$run.tmp" && mkdir -p "training/$run.tmp/checkpoints"
+    cp -r "$ckpt" "training/$run.tmp/checkpoints/"
+    cp "$RUNS/$run/latest.json" "$RUNS/$run/log.json" "$RUNS/$run/log.csv" "training/$run.tmp/"
+    rm -rf "training/$run" && mv "training/$run.tmp" "training/$run"
+    echo "saved $ckpt to training/$run" ;;
+  restore)
+    run=$2
+    mkdir -p "$RUNS"
+    [ -d "$RUNS/$run" ] && { echo "$RUNS/$run exists; not overwriting" >&2; exit 1; }
+    cp -r "training/$run" "$RUNS/$run"
+    echo "restored training/$run to $RUNS/$run" ;;
+  "" | -h | --help)
+    sed -n '2,18p' "$0" ;;
+  *)
+    run=$1; shift
+    read -r -a run_args <<< "$(args_of "$run")"
+    resume=()
+    [ -f "$RUNS/$run/latest.json" ] && resume=(--resume)
+    exec nice -n "${NICE:-10}" "$PY" -m n3seq_image.cli train "${run_args[@]}" \
+      --out "$RUNS/$run" "${resume[@]}" "$@" ;;
+esac
