@@ -237,6 +237,19 @@ def scores(pred: torch.Tensor, ep: dict) -> dict[str, float]:
             "mae": float(masked_mae(pred, ep["target"], ep["score"]))}
 
 
+def conformalise(quant: torch.Tensor, val_quant: torch.Tensor, val: dict,
+                 level: float = 0.8) -> torch.Tensor:
+    """Conformalised quantile regression (Romano et al., 2019): widens (or narrows) the
+    interval by the ``level`` quantile of the validation points' conformity scores
+    ``max(lo − y, y − hi)``, so that it covers ``level`` of the validation points."""
+    y = val["target"][val["score"]]
+    lo, hi = val_quant[..., 0][val["score"]], val_quant[..., -1][val["score"]]
+    n = len(y)
+    q = min(1.0, level * (1 + 1 / n))
+    margin = torch.quantile(torch.maximum(lo - y, y - hi), q)
+    return torch.stack([quant[..., 0] - margin, quant[..., -1] + margin], dim=-1)
+
+
 def coverage(quant: torch.Tensor, ep: dict) -> float:
     inside = (quant[..., 0] <= ep["target"]) & (ep["target"] <= quant[..., -1])
     return float(inside[ep["score"]].float().mean())
@@ -282,7 +295,7 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
             pool_layout = spans(task, spec, 0, val_lo, every=1)
             pick = np.random.default_rng(5).permutation(len(pool_layout))[:cfg["pool"]]
             pool_layout = [pool_layout[i] for i in sorted(pick)]
-            val_layout = spans(task, spec, val_lo, n_train)
+            val_layout = spans(task, spec, val_lo, n_train, every=1)
             val_layout = val_layout[::max(1, len(val_layout) // 48)]
         pool = build_episodes(full, pool_layout, task, cfg["noise"],
                               torch.Generator().manual_seed(2))
@@ -355,6 +368,9 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                 with torch.no_grad():
                     pred, quant = model.predict(ep["inputs"], ep["observed"], ep["mask"],
                                                 ep["base"])
+                    if quant is not None:  # conformalised on the validation episodes
+                        quant = conformalise(quant, model.predict(
+                            val["inputs"], val["observed"], val["mask"], val["base"])[1], val)
                 per_seed.append(scores(pred, ep))
                 if quant is not None:
                     per_seed[-1]["coverage"] = coverage(quant, ep)
