@@ -60,6 +60,17 @@ def test_statsmodels_data_has_no_nan():
     assert split.period == 52 and len(split.train) + len(split.test) == 2284
 
 
+def test_taylor_ships_with_pmdarima_and_has_its_two_seasons():
+    pytest.importorskip("pmdarima", reason="taylor ships with pmdarima (the timeseries extra)")
+    split = load_split("taylor")
+    assert split.period == 336 and len(split.train) + len(split.test) == 4032
+    assert np.isfinite(split.train).all() and np.isfinite(split.test).all()
+    series = np.concatenate([split.train, split.test])[:, 0]
+    day = np.corrcoef(series[:-48], series[48:])[0, 1]
+    week = np.corrcoef(series[:-336], series[336:])[0, 1]
+    assert day > 0.8 and week > day  # the daily and (stronger) weekly repetition
+
+
 def test_errors(clean):
     x, lengths = clean
     with pytest.raises(ValueError, match="task must be one of"):
