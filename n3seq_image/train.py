@@ -14,6 +14,9 @@ import csv
 import io
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,6 +255,42 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return low + (cfg.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class StopRequest:
+    """SIGINT/SIGTERM during training: finish the step, checkpoint, then stop.
+
+    The first Ctrl-C (or ``kill``) sets :attr:`requested`; the loop checks it after each
+    optimiser step, so the checkpoint holds a consistent step, weights and Adam state and
+    ``--resume`` continues exactly. A second signal interrupts at once, as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    @classmethod
+    def install(cls) -> StopRequest:
+        """Installs the handlers (only in the main thread; elsewhere signals stay as they are)."""
+        request = cls()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                request._previous[sig] = signal.signal(sig, request._handle)
+        return request
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.uninstall()
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: stopping after this step (checkpointed); "
+              "send it again to stop at once", file=sys.stderr)
+
+    def uninstall(self) -> None:
+        """Restores the handlers that were there before :meth:`install`."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
 @dataclass
 class DistInfo:
     rank: int = 0
@@ -414,45 +453,49 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             save_checkpoint(run_dir, model, optimizer, step, state, keep=cfg.keep_checkpoints)
             write_logs(run_dir, log)
 
-    while step < cfg.steps:
-        lr = learning_rate(cfg, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
-        noisy, clean = dataset.batch(indices)
-        noisy, clean = noisy.to(device), clean.to(device)
-        with autocast(cfg.precision, device):
-            output = net(noisy)
-        loss = nn.functional.mse_loss(output.float(), clean)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss became {value} at step {step}")
-        running, count = running + value, count + 1
-        bar.update(1)
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            if validator is not None:
-                last_val = validator(model)
-            log.append({
-                "step": step, "lr": lr, "loss": running / count, "val_psnr": last_val,
-                "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
-            })
-            running, count = 0.0, 0
-        bar.set_postfix(loss=f"{value:.2e}", val_psnr=f"{last_val:.2f}" if last_val else "-")
-        stop = (cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes) or (
-            0 < cfg.stop_after <= step
-        )
-        if info.enabled:
-            flag = torch.tensor([float(stop)], device=device)
-            dist.all_reduce(flag)
-            stop = bool(flag.item() > 0)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-            checkpoint()
-        if stop:
-            break
+    interrupt = StopRequest.install()
+    try:
+        while step < cfg.steps:
+            lr = learning_rate(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
+            noisy, clean = dataset.batch(indices)
+            noisy, clean = noisy.to(device), clean.to(device)
+            with autocast(cfg.precision, device):
+                output = net(noisy)
+            loss = nn.functional.mse_loss(output.float(), clean)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {step}")
+            running, count = running + value, count + 1
+            bar.update(1)
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                if validator is not None:
+                    last_val = validator(model)
+                log.append({
+                    "step": step, "lr": lr, "loss": running / count, "val_psnr": last_val,
+                    "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
+                })
+                running, count = 0.0, 0
+            bar.set_postfix(loss=f"{value:.2e}", val_psnr=f"{last_val:.2f}" if last_val else "-")
+            stop = (cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes) or (
+                0 < cfg.stop_after <= step
+            ) or interrupt.requested
+            if info.enabled:
+                flag = torch.tensor([float(stop)], device=device)
+                dist.all_reduce(flag)
+                stop = bool(flag.item() > 0)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                checkpoint()
+            if stop:
+                break
+    finally:
+        interrupt.uninstall()
     bar.close()
 
     summary = {
@@ -461,6 +504,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "val_psnr": last_val,
         "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
         "weights": str(run_dir / "model.safetensors"),
+        "interrupted": interrupt.requested,
     }
     if info.main:
         extra = {

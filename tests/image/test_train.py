@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 from dataclasses import replace
 
 import numpy as np
@@ -298,6 +300,27 @@ class TestTraining:
         log_a = json.loads((tmp_path / "a" / "log.json").read_text())
         log_b = json.loads((tmp_path / "b" / "log.json").read_text())
         assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
+
+    def test_ctrl_c_checkpoints_the_finished_step(self, tmp_path, monkeypatch):
+        straight = tiny_config(tmp_path, out=str(tmp_path / "a"), checkpoint_every=100)
+        train(straight)
+        batch = RandomCropDataset.batch
+
+        def interrupted_batch(self, indices):
+            if indices.start == 2 * straight.batch_size:  # during step 3
+                os.kill(os.getpid(), signal.SIGINT)
+            return batch(self, indices)
+
+        monkeypatch.setattr(RandomCropDataset, "batch", interrupted_batch)
+        piece = replace(straight, out=str(tmp_path / "b"))
+        summary = train(piece)
+        assert summary["step"] == 3 and summary["interrupted"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        monkeypatch.setattr(RandomCropDataset, "batch", batch)
+        assert not train(piece, resume=True)["interrupted"]
+        a = load_model(tmp_path / "a" / "model.safetensors").state_dict()
+        b = load_model(tmp_path / "b" / "model.safetensors").state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
     def test_resume_errors(self, tmp_path):
         cfg = tiny_config(tmp_path, steps=3)
