@@ -122,7 +122,8 @@ def check_finite_output(out: Tensor, who: str, peak: float, module: nn.Module | 
     One host synchronisation. The message names the overflow and the largest input
     magnitude ``peak``; non-finite parameters of ``module`` are named instead when there are.
     """
-    if not data_checks() or out.numel() == 0 or bool(torch.isfinite(out.detach()).all()):
+    if not data_checks() or out.numel() == 0 or out.is_meta or bool(
+            torch.isfinite(out.detach()).all()):
         return
     count = int((~torch.isfinite(out.detach())).sum())
     dtype = str(out.dtype).removeprefix("torch.")

@@ -40,7 +40,11 @@ GROUP_ELEMENTS = 1 << 22
 
 
 def _axis_layout(n: int, window: int, tile: int, device: torch.device) -> dict[str, Tensor]:
-    """Tiling of one axis of the patch grid (``n`` positions).
+    """Tiling of one axis of the patch grid (``n`` positions), computed on the CPU.
+
+    The small index tensors are built on the host and copied to ``device`` once (``host``
+    keeps the CPU copy for cache keys), so that the forward pass never reads device memory
+    back: no host synchronisation on an accelerator.
 
     Returns ``queries (T, tile)`` (positions of each tile, clamped at the end),
     ``first (T,)`` (first candidate of the tile's union of windows, ``span`` long),
@@ -49,15 +53,17 @@ def _axis_layout(n: int, window: int, tile: int, device: torch.device) -> dict[s
     """
     span = min(tile + window - 1, n)
     count = -(-n // tile)
-    queries = torch.arange(count, device=device)[:, None] * tile + torch.arange(
-        tile, device=device)
+    cpu = torch.device("cpu")  # explicit: also under a ``with torch.device(...)`` context
+    queries = torch.arange(count, device=cpu)[:, None] * tile + torch.arange(tile, device=cpu)
     queries = queries.clamp(max=n - 1)
-    starts = window_starts(n, window, device)
+    starts = window_starts(n, window, cpu)
     first = starts[queries[:, 0]].clamp(max=n - span)
     local = starts[queries] - first[:, None]
     own = queries - starts[queries]
-    return {"queries": queries, "first": first, "local": local, "own": own,
-            "span": torch.tensor(span)}
+    host = {"queries": queries, "first": first, "local": local, "own": own}
+    layout: dict = {key: value.to(device) for key, value in host.items()}
+    layout["span"], layout["host"] = span, host
+    return layout
 
 
 def supports_fast(patch_size: int, stride: int) -> bool:
@@ -79,7 +85,7 @@ def aggregate_tiled(
     tw = n2 if n2 <= tile + window - 1 else tile
     rows = _axis_layout(n1, window, th, dev)
     cols = _axis_layout(n2, window, tw, dev)
-    l1, l2 = int(rows["span"]), int(cols["span"])
+    l1, l2 = rows["span"], cols["span"]
     t1n, t2n = rows["queries"].shape[0], cols["queries"].shape[0]
     ext = pb - 1
     # Block extents of a query tile (th + ext, tw + ext) and of its union (lb1, lb2).
@@ -116,7 +122,8 @@ def aggregate_tiled(
         """Per block offset (u, v) of the patch: flat index ``(T2, th·tw·O)`` into the
         tile's (query block × candidate block) matrix of every (query, window slot) pair,
         query skipped, slots row-major (the reference order)."""
-        key = tuple(rows["local"][t1].tolist()) + tuple(rows["own"][t1].tolist())
+        key = tuple(rows["host"]["local"][t1].tolist()) + tuple(
+            rows["host"]["own"][t1].tolist())
         if key not in cache:
             o = torch.arange(window * window - 1, device=dev)
             own = (rows["own"][t1][None, :, None] * window + cols["own"][:, None, :])

@@ -28,7 +28,8 @@ def check_finite_images(*named: tuple[str, Tensor | None]) -> float:
     Args:
         named: ``(argument name, tensor or None)`` pairs; ``None`` entries are skipped.
     """
-    values = [(x, name, None, "pixels (b, c, y, x)") for name, x in named if x is not None]
+    values = [(x, name, None, "pixels (b, c, y, x)") for name, x in named
+              if x is not None and not x.is_meta]  # meta tensors have no values to check
     maxima = finite_abs_max(values) if values else None
     return max(maxima, default=0.0) if maxima else 0.0
 

@@ -288,7 +288,11 @@ class SpectralDenoiser(nn.Module):
 
     def __init__(self, config: DenoiserConfig | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, DenoiserConfig):
+            raise TypeError(f"config must be a DenoiserConfig or None, got "
+                            f"{type(config).__name__}")
         self.config = cfg = config or DenoiserConfig()
+        cfg.__post_init__()  # fields may have been changed since construction
         self.stft = torchaudio.transforms.Spectrogram(
             n_fft=cfg.n_fft, hop_length=cfg.hop_length, power=None
         )

@@ -300,3 +300,12 @@ def test_output_that_does_not_fit_the_dtype_is_an_overflow_error(tiny_model):
         assert bool(torch.isfinite(tiny_model(square * 1e30)).all())
         with pytest.raises(OverflowError, match="does not fit float32 although the waveform"):
             tiny_model(square * 3e38)
+
+
+def test_model_config_type_and_later_changes_are_checked():
+    with pytest.raises(TypeError, match="config must be a DenoiserConfig or None, got dict"):
+        SpectralDenoiser({"n_fft": 512})
+    config = DenoiserConfig()
+    config.n_fft = 1  # a dataclass field changed after construction
+    with pytest.raises(ValueError, match="n_fft must be an even number"):
+        SpectralDenoiser(config)

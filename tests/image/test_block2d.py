@@ -393,3 +393,16 @@ AGGREGATE_CASES = [
 def test_aggregate_exception_table(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         _aggregate_call(**kwargs)
+
+
+def test_fast_backend_layout_is_built_on_the_host():
+    # The tiling indices are made on the CPU (cache keys read there), so a forward pass on an
+    # accelerator never copies device memory back; under a default-device context too.
+    from n3seq_image.fast2d import _axis_layout
+
+    layout = _axis_layout(20, 5, 8, torch.device("cpu"))
+    assert isinstance(layout["span"], int)
+    assert all(t.device.type == "cpu" for t in layout["host"].values())
+    with torch.device("meta"):
+        host = _axis_layout(20, 5, 8, torch.device("meta"))["host"]
+    assert all(t.device.type == "cpu" for t in host.values())
