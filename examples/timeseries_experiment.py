@@ -417,7 +417,7 @@ def add_cells(rows: list[dict]) -> None:
     """Text cells for the docs tables (mean ± sd over seeds where there are seeds)."""
     for r in rows:
         for key in ("mse", "mae"):
-            r[f"{key}_cell"] = f"{r[key]:.4f}" + (f" ± {r[key + '_sd']:.4f}"
+            r[f"{key}_cell"] = f"{r[key]:.4g}" + (f" ± {r[key + '_sd']:.2g}"
                                                   if f"{key}_sd" in r else "")
         r["coverage_cell"] = f"{100 * r['coverage_80']:.0f} %" if "coverage_80" in r else "–"
 
@@ -439,10 +439,10 @@ def summary(rows: list[dict]) -> list[dict]:
         out.append({"dataset": key[0], "task": key[1], "points": with_n3["points"],
                     "episodes": with_n3["episodes"], "base": with_n3["base"],
                     "with_n3": with_n3["mse_cell"], "without_n3": plain["mse_cell"],
-                    "ensemble_with_n3": f"{group[ens[0]]['mse']:.4f}",
-                    "ensemble_without_n3": f"{group[ens_plain[0]]['mse']:.4f}",
+                    "ensemble_with_n3": f"{group[ens[0]]['mse']:.4g}",
+                    "ensemble_without_n3": f"{group[ens_plain[0]]['mse']:.4g}",
                     "best_peer": with_n3["best_peer"],
-                    "best_peer_mse": f"{with_n3['best_peer_mse']:.4f}",
+                    "best_peer_mse": f"{with_n3['best_peer_mse']:.4g}",
                     "verdict": "; ".join(verdict)})
     return out
 
@@ -475,7 +475,7 @@ def plot(figure: dict, path: Path) -> None:
     ax.plot(t, ep["target"][i, show, 0], color="k", lw=1, label="truth")
     hidden = np.arange(o - a, e - a)
     ax.fill_between(hidden / 48, quant[i, hidden, 0, 0], quant[i, hidden, 0, -1], color="C3",
-                    alpha=0.25, label="10–90 % interval (with N³)")
+                    alpha=0.25, label="80 % interval (conformalised quantiles)")
     ax.plot(hidden / 48, pred[i, hidden, 0], color="C3", lw=1.3, label="hybrid with N³")
     ax.plot(hidden / 48, ep["base"][i, hidden, 0], color="C2", lw=1, ls="--",
             label="seasonal naive (its base)")
