@@ -526,7 +526,9 @@ def _describe(exc: BaseException) -> str:
 
 #: Exceptions that report a problem with the input, the environment or the files: one line.
 #: Anything else is a bug: one line too, naming the exception type, and N3SEQ_DEBUG=1 shows it.
-_REPORTED = (OSError, ValueError, ImportError, MemoryError, RuntimeError, FloatingPointError)
+_REPORTED = (
+    OSError, ValueError, ImportError, MemoryError, RuntimeError, FloatingPointError, OverflowError,
+)
 
 
 def _outputs(args: argparse.Namespace) -> list[str]:

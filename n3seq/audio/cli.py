@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, ImportError, MemoryError, RuntimeError) as exc:
+    except (OSError, ValueError, ImportError, MemoryError, RuntimeError, OverflowError) as exc:
         if os.environ.get("N3SEQ_DEBUG"):
             raise
         return _fail(1, _describe(exc))

@@ -563,6 +563,15 @@ class TestFailingDisk:
         assert_one_line_error(err, code, 1, "unexpected KeyError")
         assert "N3SEQ_DEBUG=1" in err
 
+    def test_overflow_is_a_reported_failure(self, capsys, tmp_path, gray_png, monkeypatch):
+        def overflowing(*args, **kwargs):
+            raise OverflowError("N3Net output overflows float32 (|value| up to 3.4e+38)")
+
+        monkeypatch.setattr(denoise_mod, "get_denoiser", overflowing)
+        code, _, err = call(capsys, ["denoise", gray_png, tmp_path / "o.png", "--sigma", 25])
+        assert_one_line_error(err, code, 1, "output overflows float32")
+        assert "unexpected" not in err and not (tmp_path / "o.png").exists()
+
 
 class TestImageModes:
     """Every PIL mode is read on its real scale and written back as what it was."""
