@@ -431,11 +431,14 @@ def summary(rows: list[dict]) -> list[dict]:
         with_n3, plain = group["hybrid with N³"], group["hybrid without N³"]
         ens = [m for m in group if m.startswith("hybrid with N³,")]
         ens_plain = [m for m in group if m.startswith("hybrid without N³,")]
-        verdict = []
-        verdict.append("beats the best peer" if with_n3["beats_peers"] else
-                       "**loses to the best peer**")
-        verdict.append("beats the model without N³" if with_n3["beats_plain"] else
-                       "**not better than without N³**")
+        peer_mse, plain_mse = with_n3["best_peer_mse"], plain["mse"]
+        verdict = [
+            "beats the best peer" if with_n3["beats_peers"] else
+            "**equals the best peer**" if abs(with_n3["mse"] - peer_mse) <= 1e-9 * peer_mse
+            else "**loses to the best peer**",
+            "beats the model without N³" if with_n3["beats_plain"] else
+            "**equals the model without N³**" if abs(with_n3["mse"] - plain_mse) <= 1e-9 *
+            plain_mse else "**worse than without N³**"]
         out.append({"dataset": key[0], "task": key[1], "points": with_n3["points"],
                     "episodes": with_n3["episodes"], "base": with_n3["base"],
                     "with_n3": with_n3["mse_cell"], "without_n3": plain["mse_cell"],
@@ -490,6 +493,16 @@ def plot(figure: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def resummarise(path: Path) -> None:
+    """Recomputes the derived fields (flags, cells, summary) of a results JSON in place; the
+    measured rows are kept as they are."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    rows = payload["rows"]
+    mark_best(rows)
+    add_cells(rows)
+    write_results_json(path, rows, payload["meta"], summary=summary(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/timeseries"))
@@ -512,7 +525,13 @@ def main() -> None:
                         help="reuse the peers' scores and the hybrid bases stored here by an "
                              "earlier run (for iterating on the network; delete it when the "
                              "peers or episodes change)")
+    parser.add_argument("--resummarise", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only recompute the derived fields of these results files")
     args = parser.parse_args()
+    if args.resummarise:
+        for path in args.resummarise:
+            resummarise(path)
+        return
     if len(args.seeds) < 2:
         parser.error("--seeds needs at least two seeds (the spread is reported)")
     torch.set_num_threads(args.threads)
