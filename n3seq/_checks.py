@@ -21,10 +21,13 @@ under ``torch.jit.trace`` they cannot be recorded in the graph, so a traced func
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -58,16 +61,105 @@ def transforms_active() -> bool:
     return bool(torch._C._are_functorch_transforms_active())
 
 
+#: Nesting depth of calls on ``meta`` tensors (see :func:`meta_aware`); 0 in ordinary calls.
+_meta_calls = 0
+
+
+def meta_active() -> bool:
+    """True inside a public function called with ``meta`` tensors (shapes only, no values)."""
+    return _meta_calls > 0
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def meta_aware(fn: _F) -> _F:
+    """Runs ``fn`` in shape-only mode when one of its tensor arguments is on the ``meta`` device.
+
+    Meta tensors have no values: the checks that read values (:func:`data_checks`) are skipped
+    and the straightforward path (:func:`plain_path`) is taken, so the call returns a ``meta``
+    result of the right shape (shape inference, ``torch.device("meta")`` model sizing).
+    Mixing meta and real tensors is refused by :func:`check_same_device`.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _meta_calls
+        if tracing() or not any(isinstance(a, Tensor) and a.is_meta
+                                for a in (*args, *kwargs.values())):
+            return fn(*args, **kwargs)
+        _meta_calls += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _meta_calls -= 1
+    return wrapper  # type: ignore[return-value]
+
+
 def plain_path() -> bool:
-    """Whether to run the straightforward relaxation: inside ``torch.func`` transforms and
-    under ``torch.jit.trace`` (the fused path branches on tensor values, which a trace would
-    freeze)."""
-    return transforms_active() or torch.jit.is_tracing()
+    """Whether to run the straightforward relaxation: inside ``torch.func`` transforms, under
+    ``torch.jit.trace`` (the fused path branches on tensor values, which a trace would
+    freeze) and on ``meta`` tensors."""
+    return transforms_active() or torch.jit.is_tracing() or (not tracing() and meta_active())
 
 
 def data_checks() -> bool:
-    """Whether checks that read tensor values run now (eager calls: always)."""
-    return not (tracing() or jit_tracing() or transforms_active())
+    """Whether checks that read tensor values run now (eager calls: always; not on meta)."""
+    return not (tracing() or jit_tracing() or transforms_active() or meta_active())
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """``torch.autocast(device.type, enabled=False)``; a no-op on ``meta`` (autocast refuses it)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
+
+
+def check_same_device(*named: tuple[str, Any]) -> None:
+    """Raises ``ValueError`` unless every tensor among ``(name, value)`` pairs is on one device.
+
+    Non-tensors (``None``, floats) are skipped. The message names the first two arguments
+    that differ and their devices.
+    """
+    first: tuple[str, torch.device] | None = None
+    for name, x in named:
+        if not isinstance(x, Tensor):
+            continue
+        if first is None:
+            first = (name, x.device)
+        elif x.device != first[1]:
+            raise ValueError(
+                f"{name} is on device {x.device} but {first[0]} is on {first[1]}; all tensor "
+                f"arguments must be on the same device"
+            )
+
+
+def check_module_input(module: Any, x: Tensor, name: str = "x", who: str | None = None) -> None:
+    """Raises unless ``x`` has the dtype and device of ``module``'s parameters.
+
+    Under autocast on ``x``'s device a dtype difference is allowed (autocast casts). Modules
+    without parameters accept anything.
+
+    Raises:
+        TypeError: the dtypes differ (e.g. a float64 image into a float32 network).
+        ValueError: the devices differ.
+    """
+    param = next(iter(module.parameters()), None)
+    if param is None:
+        return
+    who = who or type(module).__name__
+    if x.device != param.device:
+        raise ValueError(
+            f"{name} is on device {x.device} but {who}'s parameters are on {param.device}; "
+            f"move one of them (e.g. {name}.to({str(param.device)!r}))"
+        )
+    if x.dtype != param.dtype and not (
+            x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)):
+        dtype = str(param.dtype).removeprefix("torch.")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but {who}'s parameters are {param.dtype}; convert "
+            f"one of them ({name}.to(torch.{dtype}) or module.to({name}.dtype)), or run under "
+            f"torch.autocast"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +235,24 @@ def check_real(
     if positive and not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
+
+
+def check_device(name: str, device: Any) -> torch.device | None:
+    """``device`` (a string, ``torch.device`` or None) as a ``torch.device``, or None.
+
+    Raises:
+        TypeError: not a string or device.
+        ValueError: a string torch does not know as a device (the message names ``name``).
+    """
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"{name} must be a str or torch.device, got {_describe(device)}")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{name} must be a device such as 'cpu', 'cuda' or 'cuda:0', got "
+                         f"{device!r}") from None
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
@@ -348,6 +458,9 @@ def as_temperature(temperature: float | Tensor, target: torch.Size | tuple[int, 
                 f"{name} must be broadcastable to {tuple(target)}, "
                 f"got shape {tuple(temperature.shape)}"
             )
+        if device is not None and temperature.is_meta != (torch.device(device).type == "meta"):
+            raise ValueError(f"{name} is on device {temperature.device} but the inputs are on "
+                             f"{device}; meta and real tensors cannot be mixed")
         if data_checks() and temperature.numel():
             bad = torch.isnan(temperature) | (temperature <= 0) | torch.isinf(temperature)
             if bool(bad.any()):

@@ -19,7 +19,7 @@ from n3seq.block import N3Block
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters of ``module``."""
     if not isinstance(module, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -43,6 +43,10 @@ def matching_width(
         raise TypeError(f"build must be callable (width -> module), got {type(build).__name__}")
     if not isinstance(widths, range) or len(widths) == 0:
         raise ValueError(f"widths must be a non-empty range, got {widths!r}")
+    probe = build(widths[0])
+    if not isinstance(probe, nn.Module):
+        raise TypeError(f"build({widths[0]}) must return an nn.Module, got "
+                        f"{type(probe).__name__}")
     lo, hi = 0, len(widths) - 1
     while lo < hi:  # first width whose count reaches the target
         mid = (lo + hi) // 2

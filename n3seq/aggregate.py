@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from n3seq._checks import (
     as_temperature,
     check_bool,
+    check_device,
     check_enough_candidates,
     check_finite,
     check_floating,
@@ -41,9 +42,12 @@ from n3seq._checks import (
     check_mask,
     check_optional_int,
     check_rank,
+    check_same_device,
     compute_dtype,
     data_checks,
     fetch,
+    meta_aware,
+    no_autocast,
     plain_path,
     raise_non_finite,
     safe_temperature,
@@ -107,6 +111,7 @@ def window_candidates(
     """
     num_tokens = check_int("num_tokens", num_tokens, min=1)
     radius = check_int("radius", radius, min=0)
+    device = check_device("device", device)
     width = 2 * radius + 1
     if num_tokens < width:
         raise ValueError(
@@ -161,6 +166,8 @@ def _validate(
     k = check_k(k)
     exclude_self = check_bool("exclude_self", exclude_self)
     chunk_size = check_optional_int("chunk_size", chunk_size, min=1)
+    check_same_device(("query", query), ("keys", keys), ("values", values), ("mask", mask),
+                      ("candidates", candidates))
     (b, n, e), (bk, m, ek), (bv, mv, _) = query.shape, keys.shape, values.shape
     if not (b == bk == bv):
         raise ValueError(
@@ -408,6 +415,7 @@ class _CandidateAggregate(torch.autograd.Function):
         return gq, gk, gv, gt, None, None, None, None, None
 
 
+@meta_aware
 def knn_aggregate(
     query: Tensor,
     keys: Tensor,
@@ -636,7 +644,7 @@ def _compute(
 
     if candidates is not None and step < n:
         args = (query, keys, values, t, candidates, k, step, mask, exclude_self)
-        with torch.autocast(query.device.type, enabled=False):
+        with no_autocast(query.device):
             if needs_grad:
                 out = _CandidateAggregate.apply(*args)
             else:
@@ -648,7 +656,7 @@ def _compute(
     result = None
     if not needs_grad and step < n:
         result = query.new_empty(b, n, k, values.shape[2])
-    with torch.autocast(query.device.type, enabled=False):
+    with no_autocast(query.device):
         for start in range(0, n, step):
             stop = min(start + step, n)
             extra = {"k": k, "offset": start, "mask": mask, "exclude_self": exclude_self}

@@ -49,6 +49,7 @@ from n3seq._checks import (
     check_rank,
     data_checks,
     fetch,
+    meta_aware,
     plain_path,
     raise_non_finite,
     tracing,
@@ -214,6 +215,7 @@ def _preselect_faiss(
     return torch.stack(rows).to(query.device)
 
 
+@meta_aware
 @torch.no_grad()
 def preselect_candidates(
     query: Tensor,
@@ -258,9 +260,9 @@ def preselect_candidates(
         >>> preselect_candidates(x, x, 32, exclude_self=True).shape
         torch.Size([1, 1000, 32])
     """
+    check_choice("backend", backend, ("torch", "faiss"))
     num_candidates, exclude_self, chunk_size = _check_inputs(
         query, keys, num_candidates, mask, exclude_self, chunk_size)
-    check_choice("backend", backend, ("torch", "faiss"))
     b, n, _ = query.shape
     if b * n == 0:
         return torch.zeros(b, n, num_candidates, dtype=torch.long, device=query.device)
@@ -270,6 +272,7 @@ def preselect_candidates(
     return _preselect_faiss(q, kk, num_candidates, mask, exclude_self)
 
 
+@meta_aware
 def approx_knn_aggregate(
     query: Tensor,
     keys: Tensor,
@@ -320,9 +323,9 @@ def approx_knn_aggregate(
         torch.Size([1, 1000, 4, 8])
     """
     k = check_k(k)
+    check_choice("backend", backend, ("torch", "faiss"))
     num_candidates, exclude_self, chunk_size = _check_inputs(
         query, keys, num_candidates, mask, exclude_self, chunk_size)
-    check_choice("backend", backend, ("torch", "faiss"))
     if k > num_candidates:
         raise ValueError(f"k={k} must be <= num_candidates={num_candidates}")
     k, exclude_self, _ = _validate(query, keys, values, k, None, mask, exclude_self)
@@ -376,6 +379,7 @@ def _approx_inference(
     return torch.cat(out, dim=1)
 
 
+@meta_aware
 @torch.no_grad()
 def tail_bound(
     query: Tensor,
@@ -450,7 +454,7 @@ def tail_bound(
         bound = (tail / denom).clamp(max=1.0)
         under = denom < tiny  # (1 − (j−1)/L)^{1/t} underflows at small t: 0/0 above
         for j in range(1, k):
-            if bool(under[..., j].any()):
+            if not data_checks() or bool(under[..., j].any()):
                 # tailʲ = Σ exp((xᵢ − c)/t) / L with c = max(t, 1)·log(1 − (j−1)/L): one
                 # exponent per candidate, so neither factor over- or underflows alone.
                 c = torch.clamp(tc, min=1.0) * log1m[j]

@@ -24,12 +24,14 @@ from n3seq._checks import (
     check_int,
     check_k,
     check_mask,
+    check_module_input,
     check_optional_int,
     check_rank,
     check_real,
     data_checks,
     fetch,
     masked_abs,
+    meta_aware,
     raise_non_finite,
     tracing,
 )
@@ -192,9 +194,11 @@ class N3Block(nn.Module):
         info = torch.finfo(t.dtype)
         return t.clamp(min=info.tiny, max=info.max)
 
+    @meta_aware
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         check_floating(x, "x")
         check_rank(x, "x", "B, T, D")
+        check_module_input(self, x, "x", "N3Block")
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have D={self.dim} features, got shape {tuple(x.shape)}")
         b, n, _ = x.shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from n3seq._checks import check_k
+from n3seq._checks import as_temperature, check_k
 
 
 def continuous_knn_reference(
@@ -21,6 +21,7 @@ def continuous_knn_reference(
     Masked candidates get logit −inf. Not numerically safe when a weight rounds to 1.
     """
     check_k(k)
+    as_temperature(temperature, (*scores.shape[:-1], 1))  # positive and finite, or raises
     a = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
     weights = []
     for _ in range(k):

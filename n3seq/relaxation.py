@@ -50,6 +50,8 @@ from n3seq._checks import (
     data_checks,
     fetch,
     masked_abs,
+    meta_aware,
+    no_autocast,
     plain_path,
     raise_non_finite,
     safe_temperature,
@@ -187,6 +189,7 @@ def _prepare(
         dtype = torch.float64
 
 
+@meta_aware
 def continuous_knn(
     scores: Tensor,
     k: int,
@@ -241,7 +244,7 @@ def continuous_knn(
         as_temperature(temperature, (*scores.shape[:-1], 1))
         return scores.new_zeros(*scores.shape[:-1], k, scores.shape[-1])
     s, t = _prepare(scores, k, temperature, mask)
-    with torch.autocast(scores.device.type, enabled=False):
+    with no_autocast(scores.device):
         if plain_path():
             weights = continuous_knn_unchecked(s, k, t, mask)
         else:
@@ -249,6 +252,7 @@ def continuous_knn(
     return weights.to(scores.dtype)
 
 
+@meta_aware
 def hard_knn(scores: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
     """One-hot selection of the k largest scores, in decreasing order.
 

@@ -32,6 +32,7 @@ from n3seq._checks import (
     check_bool,
     check_choice,
     check_int,
+    check_module_input,
     check_real,
     compute_dtype,
     data_checks,
@@ -68,8 +69,10 @@ def min_image_size(patch_size: int = 10, stride: int = 5, window: int = 15) -> i
     return patch_size + stride * (window - 1)
 
 
-def check_image_batch(x: Tensor, channels: int, min_size: int, who: str) -> None:
-    """Raises unless ``x`` is a floating ``(B, channels, H, W)`` tensor with ``H, W >= min_size``.
+def check_image_batch(x: Tensor, channels: int, min_size: int, who: str,
+                      module: nn.Module | None = None) -> None:
+    """Raises unless ``x`` is a floating ``(B, channels, H, W)`` tensor with ``H, W >= min_size``
+    (and, with ``module``, has the dtype and device of its parameters).
 
     Only shapes and dtype; :func:`~n3seq_image.patches.check_finite_images` checks values.
     """
@@ -84,6 +87,8 @@ def check_image_batch(x: Tensor, channels: int, min_size: int, who: str) -> None
             f"{who} needs images of at least {min_size}×{min_size} px (one full N³ search "
             f"window), got x of shape {tuple(x.shape)}"
         )
+    if module is not None:
+        check_module_input(module, x, "x", who)
 
 
 def check_temperature_bias(value: object, name: str = "temperature_bias") -> float:
@@ -473,7 +478,7 @@ class N3Block2d(nn.Module):
         return out
 
     def _check(self, x: Tensor, validate: bool) -> float:
-        check_image_batch(x, self.in_channels, self.min_size, "N3Block2d")
+        check_image_batch(x, self.in_channels, self.min_size, "N3Block2d", self)
         return check_finite_images(("x", x)) if validate else 0.0
 
     def _neighbours(self, x: Tensor) -> Tensor:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_int
+
 Array = TypeVar("Array", np.ndarray, Tensor)
 
 #: MATLAB's ``rgb2ycbcr`` matrix (rows Y, Cb, Cr) on the 0–255 scale.
@@ -43,6 +45,7 @@ def _check(x: Array, axis: int, name: str) -> None:
         x.dtype, np.floating)
     if not floating:
         raise TypeError(f"{name} must be floating point in [0, 1], got dtype {x.dtype}")
+    axis = check_int("axis", axis)
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim or x.shape[axis] != 3:
         raise ValueError(
             f"{name} must have 3 channels on axis {axis}, got shape {tuple(x.shape)}"

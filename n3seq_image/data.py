@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_bool, check_int, check_optional_int, check_real
 from n3seq_image._sigma import parse_sigma
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -162,6 +163,7 @@ def load_image(path: str | Path, grayscale: bool = True) -> np.ndarray:
         FileNotFoundError: the file does not exist.
         ImageReadError: the file is not a readable image.
     """
+    grayscale = check_bool("grayscale", grayscale)
     path = Path(path)
     with _open_image(path) as img:
         if grayscale and img.mode not in _GREY_MODES:
@@ -186,6 +188,8 @@ def check_image_output(path: str | Path, alpha: bool = False) -> str:
         ValueError: unknown suffix, or an alpha channel for JPEG/BMP.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"output {str(path)!r} is a folder, not a file")
     fmt = _output_format(path)
     if alpha and fmt not in _ALPHA_FORMATS:
         raise ValueError(
@@ -275,6 +279,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def load_folder(folder: str | Path, limit: int | None = None) -> tuple[list[str], list[np.ndarray]]:
     """Loads the grayscale images of a folder (names and ``(H, W)`` arrays), sorted by name."""
+    limit = check_optional_int("limit", limit, min=0)
     files = list_images(folder)[:limit]
     return [p.name for p in files], [load_image(p) for p in files]
 
@@ -371,6 +376,10 @@ def shard_indices(step: int, batch_size: int, rank: int = 0, world_size: int = 1
     ``r`` of ``W`` takes the contiguous ``r``-th of ``W`` equal parts (``batch_size`` must be a
     multiple of ``W``), so the union over ranks is the 1-process batch.
     """
+    step = check_int("step", step, min=0)
+    world_size = check_int("world_size", world_size, min=1)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    rank = check_int("rank", rank, min=0, max=world_size - 1)
     if batch_size % world_size:
         raise ValueError(
             f"batch_size ({batch_size}) must be a multiple of the world size ({world_size})"
@@ -381,12 +390,39 @@ def shard_indices(step: int, batch_size: int, rank: int = 0, world_size: int = 1
 
 
 def add_noise(image: np.ndarray, sigma: float, seed: int | Sequence[int]) -> np.ndarray:
-    """Adds N(0, (σ/255)²) noise to a ``[0, 1]`` image, reproducibly, without clipping."""
+    """Adds N(0, (σ/255)²) noise to a ``[0, 1]`` image, reproducibly, without clipping.
+
+    Raises:
+        TypeError: ``image`` is not a float array, ``sigma`` not a number, ``seed`` not an
+            int (or sequence of ints).
+        ValueError: ``sigma`` is negative or not finite, ``seed`` is negative.
+    """
+    _check_float_array(image, "image")
+    sigma = check_real("sigma", sigma)
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0 (0-255 scale), got {sigma}")
+    for s in (seed if isinstance(seed, (list, tuple)) else [seed]):
+        check_int("seed", s, min=0)
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal(image.shape).astype(np.float32) * np.float32(sigma / 255.0)
     return image.astype(np.float32) + noise
 
 
 def quantize_8bit(image: np.ndarray) -> np.ndarray:
-    """Clips a float image to ``[0, 1]`` and rounds it to the 256 levels of an 8-bit file."""
+    """Clips a float image to ``[0, 1]`` and rounds it to the 256 levels of an 8-bit file.
+
+    Raises:
+        TypeError: ``image`` is not a float array.
+        ValueError: ``image`` has NaN values (they have no 8-bit level).
+    """
+    _check_float_array(image, "image")
+    if np.isnan(image).any():
+        first = tuple(int(i) for i in np.argwhere(np.isnan(image))[0])
+        raise ValueError(f"image contains NaN (first at index {first}); it has no 8-bit level")
     return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def _check_float_array(image: object, name: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype.kind != "f":
+        what = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+        raise TypeError(f"{name} must be a float NumPy array on the [0, 1] scale, got {what}")

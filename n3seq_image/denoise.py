@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from n3seq._checks import check_real
 from n3seq._files import check_output_path
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.data import add_noise, check_image_output, parse_sigma, read_image, save_image
@@ -64,6 +65,31 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
     return dev
+
+
+def check_image_values(image: object, name: str = "image") -> None:
+    """Raises unless ``image`` is a non-empty real NumPy array without NaN/inf.
+
+    The message names ``name`` and the first bad pixel ``(y, x[, c])`` and its value.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype.kind not in "uif":
+        what = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+        raise TypeError(f"{name} must be a real-valued NumPy array, got {what}")
+    if image.size == 0:
+        raise ValueError(f"{name} is empty (shape {image.shape})")
+    bad = ~np.isfinite(image)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN/inf pixel value(s) (first at "
+                         f"(y, x{', c' if image.ndim == 3 else ''}) = {first}, value "
+                         f"{image[first]})")
+
+
+def check_grey_image(image: object, name: str = "image") -> None:
+    """:func:`check_image_values` for an ``(H, W)`` image."""
+    if isinstance(image, np.ndarray) and image.ndim != 2:
+        raise ValueError(f"{name} must have shape (H, W), got {image.shape}")
+    check_image_values(image, name)
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -157,9 +183,11 @@ def denoise_tensor(
         ValueError: ``image`` is not 2-D, bad ``tile``/``overlap``, an unknown
             ``precision``.
     """
-    if image.ndim != 2:
-        raise ValueError(f"image must have shape (H, W), got {image.shape}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_grey_image(image)
     check_tiling(tile, overlap)
+    device = resolve_device(device)
     autocast_dtype(precision, device)  # an unknown precision is named before any work
     h0, w0 = image.shape
     pad_h, pad_w = max(0, MIN_SIZE - h0), max(0, MIN_SIZE - w0)
@@ -197,14 +225,14 @@ def nlmeans_denoiser(sigma: float) -> Denoiser:
     """scikit-image non-local means (fast mode, 5×5 patches, 13×13 search, h = 0.6σ)."""
     from skimage.restoration import denoise_nl_means
 
-    s = sigma / 255.0
+    s = check_real("sigma", sigma, positive=True) / 255.0
 
     def run(img: np.ndarray) -> np.ndarray:
         out = denoise_nl_means(
             img.astype(np.float64), h=0.6 * s, sigma=s, fast_mode=True, patch_size=5,
             patch_distance=6,
         )
-        return out.astype(np.float32)
+        return np.asarray(out, dtype=np.float32).reshape(img.shape)  # 1×1 comes back 0-d
 
     return run
 
@@ -224,12 +252,17 @@ def bm3d_denoiser(sigma: float) -> Denoiser:
         import bm3d
     except ImportError as exc:
         raise ImportError("BM3D needs the optional package: pip install bm3d") from exc
-    return lambda img: np.asarray(bm3d.bm3d(img, sigma_psd=sigma / 255.0), dtype=np.float32)
+    s = check_real("sigma", sigma, positive=True) / 255.0
+    return lambda img: np.asarray(bm3d.bm3d(img, sigma_psd=s), dtype=np.float32).reshape(
+        img.shape)
 
 
 def load_network(spec: str) -> nn.Module:
     """Loads a network from ``"n3net"``/``"dncnn"``/``"n3net-blind"`` (shipped), a
     ``.safetensors`` weights file, or ``"official:PATH"`` (the N3Net authors' checkpoint)."""
+    if not isinstance(spec, (str, Path)):
+        raise TypeError(f"model must be a name or a path (str), got {type(spec).__name__}")
+    spec = str(spec)
     if spec in SHIPPED:
         return load_model(shipped_weights(spec))
     if spec.startswith("official:"):
@@ -294,6 +327,7 @@ def get_denoiser(
     low, high = parse_sigma(sigma)
     if low != high:
         raise ValueError(f"sigma must be one noise level, got the range {sigma!r}")
+    sigma = low
     if spec == "nlmeans":
         base = nlmeans_denoiser(sigma)
     elif spec == "bm3d":
@@ -315,7 +349,16 @@ def get_denoiser(
 
 
 def denoise_array(denoiser: Denoiser, image: np.ndarray) -> np.ndarray:
-    """Applies a grayscale denoiser to ``(H, W)`` or, channel by channel, ``(H, W, C)``."""
+    """Applies a grayscale denoiser to ``(H, W)`` or, channel by channel, ``(H, W, C)``.
+
+    Raises:
+        TypeError: ``denoiser`` is not callable or ``image`` not a real-valued array.
+        ValueError: ``image`` is empty or has NaN/inf (naming the first pixel).
+    """
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable (image -> image), got "
+                        f"{type(denoiser).__name__}")
+    check_image_values(image)
     if image.ndim == 2:
         return denoiser(image)
     if image.ndim == 3:

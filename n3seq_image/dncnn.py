@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from n3seq._checks import check_bool, check_int
+from n3seq._checks import check_bool, check_int, check_module_input
 from n3seq_image.block2d import check_finite_output, check_parameter_count
 from n3seq_image.patches import check_finite_images
 
@@ -141,6 +141,9 @@ class DnCNN(nn.Module):
             raise ValueError(
                 f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        check_module_input(self, x, "x", "DnCNN")
+        if 0 in x.shape[-2:]:  # no pixel: an empty output (convolutions refuse H or W = 0)
+            return x.new_zeros(x.shape[0], self.out_channels, *x.shape[-2:])
         peak = check_finite_images(("x", x)) if validate else 0.0
         y = self.tail(self.body(self.head(x).relu_()))
         if self.residual:

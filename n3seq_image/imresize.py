@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_bool, check_int, check_real
+
 #: Support of the (unstretched) cubic kernel, in pixels.
 KERNEL_WIDTH = 4.0
 
@@ -121,6 +123,8 @@ def output_size(in_size: int, scale: float) -> int:
     can be one larger in such floating-point corner cases. Pass ``size`` to
     :func:`imresize` to fix the output exactly.
     """
+    in_size = check_int("in_size", in_size, min=1)
+    scale = check_real("scale", scale, positive=True)
     value = scale * in_size
     nearest = round(value)
     if abs(value - nearest) <= 1e-9 * max(1.0, abs(value)):
@@ -187,6 +191,7 @@ def imresize(
         raise ValueError(f"image must have shape (..., H, W), got {tuple(image.shape)}")
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale and size")
+    antialias = check_bool("antialias", antialias)
     h, w = image.shape[-2:]
     if size is not None:
         if (

@@ -8,11 +8,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from n3seq._checks import check_real
 
-def _as_numpy(x: np.ndarray | Tensor) -> np.ndarray:
+
+def _as_numpy(x: np.ndarray | Tensor, name: str) -> np.ndarray:
+    """``x`` as a float64 array; raises naming ``name`` for a non-real, empty or NaN/inf one."""
     if isinstance(x, Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+        x = x.detach().cpu()
+        x = (x.double() if x.is_floating_point() else x).numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "uif":
+        raise TypeError(f"{name} must be a real-valued image array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} contains NaN/inf (first at index {first}, value {arr[first]})")
+    return arr
+
+
+def _data_range(data_range: object) -> float:
+    return check_real("data_range", data_range, positive=True)
 
 
 def psnr(
@@ -32,7 +49,8 @@ def psnr(
         >>> round(psnr(np.full((4, 4), 0.1), np.zeros((4, 4))), 6)
         20.0
     """
-    a, b = _as_numpy(estimate), _as_numpy(target)
+    data_range = _data_range(data_range)
+    a, b = _as_numpy(estimate, "estimate"), _as_numpy(target, "target")
     if a.shape != b.shape:
         raise ValueError(
             f"estimate and target must have the same shape, got {a.shape} and {b.shape}"
@@ -42,7 +60,17 @@ def psnr(
 
 
 def batch_psnr(estimate: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
-    """Per-image PSNR of ``(B, …)`` tensors, returned as a ``(B,)`` tensor."""
+    """Per-image PSNR of ``(B, …)`` tensors, returned as a ``(B,)`` tensor (``inf`` where equal).
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: the shapes differ, or ``data_range`` is not positive and finite.
+    """
+    for name, x in (("estimate", estimate), ("target", target)):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            what = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"{name} must be a floating-point tensor (B, ...), got {what}")
+    data_range = _data_range(data_range)
     if estimate.shape != target.shape:
         raise ValueError(
             f"estimate and target must have the same shape, got {tuple(estimate.shape)} and "
@@ -61,7 +89,8 @@ def ssim(
     """
     from skimage.metrics import structural_similarity
 
-    a, b = _as_numpy(estimate), _as_numpy(target)
+    data_range = _data_range(data_range)
+    a, b = _as_numpy(estimate, "estimate"), _as_numpy(target, "target")
     if a.shape != b.shape:
         raise ValueError(
             f"estimate and target must have the same shape, got {a.shape} and {b.shape}"

@@ -208,7 +208,7 @@ class N3Net(nn.Module):
                 first bad pixel ``(b, c, y, x)`` and its value); an output that overflows
                 although ``x`` is finite.
         """
-        check_image_batch(x, self.in_channels, self.min_size, "N3Net")
+        check_image_batch(x, self.in_channels, self.min_size, "N3Net", self)
         peak = check_finite_images(("x", x))
         for i, stage in enumerate(self.stages):
             x = stage(x, validate=False)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from scipy.special import gammaincinv
 
+from n3seq._checks import check_int
+
 __all__ = ["estimate_sigma"]
 
 _MAX_PATCHES = 65_536
@@ -81,8 +83,9 @@ def estimate_sigma(image: np.ndarray | torch.Tensor, patch: int = 7) -> float:
         σ on the 0–255 scale (``0.0`` for a noise-free constant image).
 
     Raises:
-        ValueError: the image is not 2-D/3-D, is smaller than ``2 · patch`` on a side, or
-            holds NaN/inf.
+        TypeError: ``image`` is not a real-valued array/tensor or ``patch`` not an int.
+        ValueError: ``patch < 2``, the image is not 2-D/3-D, is smaller than ``2 · patch`` on
+            a side, or holds NaN/inf.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -91,7 +94,17 @@ def estimate_sigma(image: np.ndarray | torch.Tensor, patch: int = 7) -> float:
         >>> abs(estimate_sigma(noisy) - 20) < 1
         True
     """
-    arr = torch.as_tensor(np.asarray(image), dtype=torch.float64)
+    patch = check_int("patch", patch, min=2)
+    if isinstance(image, torch.Tensor):
+        if image.is_meta:
+            raise ValueError("image is a meta tensor (no values to estimate the noise from)")
+        image = image.detach().cpu()
+        image = image.double() if image.is_floating_point() else image
+    arr_np = np.asarray(image)
+    if arr_np.dtype.kind not in "uif":
+        raise TypeError(f"image must be a real-valued image array on the [0, 1] scale, got "
+                        f"dtype {arr_np.dtype}")
+    arr = torch.as_tensor(arr_np, dtype=torch.float64)
     if arr.dim() not in (2, 3):
         raise ValueError(f"image must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
     if min(arr.shape[:2]) < 2 * patch:

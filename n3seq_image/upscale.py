@@ -25,7 +25,13 @@ from torch import nn
 
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.color import rgb_to_ycbcr, ycbcr_to_rgb
-from n3seq_image.denoise import WEIGHTS_DIR, check_tiling, denoise_tensor, resolve_device
+from n3seq_image.denoise import (
+    WEIGHTS_DIR,
+    check_image_values,
+    check_tiling,
+    denoise_tensor,
+    resolve_device,
+)
 from n3seq_image.imresize import imresize
 from n3seq_image.sr import SRMethod, bicubic, check_scale
 
@@ -141,6 +147,7 @@ def upscale_array(method: SRMethod, image: np.ndarray, scale: int) -> np.ndarray
     """
     scale = check_scale(scale)
     image = np.asarray(image)
+    check_image_values(image)
     if image.ndim == 2:
         return method(image.astype(np.float64), scale)
     if image.ndim != 3 or image.shape[2] != 3:

@@ -407,7 +407,83 @@ def test_tail_bound(arg, value, error, fragment):
     (matching_width, {"target": 10, "build": 3}, TypeError, "build must be callable"),
     (matching_width, {"target": 10, "build": DenseResidual, "widths": range(0)}, ValueError,
      "widths must be a non-empty range"),
-    (matching_width, {"target": 10, "build": lambda w: 3}, TypeError, "expected an nn.Module"),
+    (matching_width, {"target": 10, "build": lambda w: 3}, TypeError,
+     r"build\(4\) must return an nn.Module, got int"),
 ])
 def test_ablation(fn, kwargs, error, fragment):
     _check(fn, kwargs, error, fragment)
+
+
+# --- second round of bad inputs (issue 9 re-test) ----------------------------------------------
+
+META = torch.device("meta")
+
+
+@pytest.mark.parametrize(("fn", "expected"), [
+    (lambda x, v: knn_aggregate(x, x, v, 2), (2, 8, 2, 4)),
+    (lambda x, v: knn_aggregate(x, x, v, 2, mask=torch.ones(2, 8, dtype=torch.bool,
+                                                               device=META)), (2, 8, 2, 4)),
+    (lambda x, v: knn_aggregate(x, x, v, 2, candidates=window_candidates(8, 1, device=META)),
+     (2, 8, 2, 4)),
+    (lambda x, v: continuous_knn(x[..., 0], 2, 0.5), (2, 2, 8)),
+    (lambda x, v: hard_knn(x[..., 0], 2), (2, 2, 8)),
+    (lambda x, v: approx_knn_aggregate(x, x, v, 2, num_candidates=4), (2, 8, 2, 4)),
+    (lambda x, v: tail_bound(x, x, 4, 2), (2, 8, 2)),
+    (lambda x, v: N3Block(3, k=2).to(META)(x), (2, 8, 9)),
+])
+def test_meta_tensors_give_meta_results_of_the_right_shape(fn, expected):
+    """Meta tensors (no values) skip the value checks instead of failing inside them."""
+    out = fn(torch.empty(2, 8, 3, device=META), torch.empty(2, 8, 4, device=META))
+    assert out.is_meta and tuple(out.shape) == expected
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"keys": X.to(META)}, "keys is on device meta but query is on cpu"),
+    ({"values": V.to(META)}, "values is on device meta but query is on cpu"),
+    ({"mask": torch.ones(2, 6, dtype=torch.bool, device=META)}, "mask is on device meta"),
+    ({"candidates": window_candidates(6, 1, device=META)}, "candidates is on device meta"),
+    ({"temperature": torch.ones(2, 6, device=META)}, "temperature is on device meta"),
+])
+def test_knn_aggregate_mixed_devices_are_named(kwargs, fragment):
+    _check(knn_aggregate, {"query": X, "keys": X, "values": V, "k": 2} | kwargs, ValueError,
+           fragment)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_n3block_input_dtype_must_match_its_parameters(dtype):
+    block = N3Block(3, k=2)
+    _check(block, {"x": _x().to(dtype)}, TypeError,
+           f"x has dtype {dtype} but N3Block's parameters are torch.float32")
+
+
+def test_n3block_input_device_must_match_its_parameters():
+    _check(N3Block(3, k=2), {"x": _x().to(META)}, ValueError,
+           "x is on device meta but N3Block's parameters are on cpu")
+
+
+def test_n3block_other_dtype_is_fine_under_autocast():
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert N3Block(3, k=2)(_x().bfloat16()).shape == (2, 8, 9)
+
+
+def test_window_candidates_bad_device_is_named():
+    _check(window_candidates, {"num_tokens": 5, "radius": 1, "device": "bogus"}, ValueError,
+           "device must be a device such as 'cpu'.*got 'bogus'")
+
+
+@pytest.mark.parametrize("backend", ["bogus", None])
+def test_approx_backend_is_checked_before_the_candidate_count(backend):
+    # num_candidates defaults to 64 > M = 8: the unknown backend is still the error reported
+    _check(approx_knn_aggregate, {"query": X, "keys": X, "values": V, "k": 2,
+                                  "backend": backend}, ValueError, "backend must be one of")
+
+
+def test_reference_refuses_a_temperature_it_would_turn_into_nan():
+    from n3seq.reference import continuous_knn_reference
+    _check(continuous_knn_reference, {"scores": SCORES, "k": 2, "temperature": 0.0}, ValueError,
+           "temperature must be positive and finite, got 0.0")
+
+
+def test_count_parameters_names_its_argument():
+    from n3seq.ablation import count_parameters
+    _check(count_parameters, {"module": "net"}, TypeError, "module must be an nn.Module, got str")
