@@ -4,6 +4,8 @@
 # line's argument parser, does not import torch: ``--help`` stays instant.
 from typing import TYPE_CHECKING
 
+from n3seq._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from n3seq.aggregate import CHUNK_ELEMENTS, KNNAggregate, knn_aggregate, window_candidates
     from n3seq.block import N3Block, n3_output
@@ -22,23 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    import importlib
-    import importlib.util
-
-    module = _LAZY.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f"{__name__}.{name}")  # a submodule, as before
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __version__ = "0.1.0"

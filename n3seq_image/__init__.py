@@ -4,6 +4,8 @@
 # line's argument parser, does not import torch: ``--help`` stays instant.
 from typing import TYPE_CHECKING
 
+from n3seq._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from n3seq_image.block2d import N3Block2d, n3_aggregate_2d, n3_output_2d
     from n3seq_image.dncnn import DnCNN
@@ -38,23 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    import importlib
-    import importlib.util
-
-    module = _LAZY.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f"{__name__}.{name}")  # a submodule, as before
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [
