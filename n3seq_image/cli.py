@@ -108,6 +108,13 @@ tile_size = _int_at_least(80)
 scale_factor = _int_at_least(2)
 
 
+def model_spec(text: str) -> str:
+    """argparse type: a model name, ``official:PATH`` or a weights file (not empty)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a model name or a weights file, got ''")
+    return text
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite number (the range is checked by the command)."""
     try:
@@ -447,7 +454,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = command("evaluate", "PSNR/SSIM of denoisers (or SR models) on a folder of clean images")
     p.add_argument("--task", choices=["denoise", "sr"], default="denoise",
                    help="sr: super-resolution benchmark on the Y channel (needs --scale)")
-    p.add_argument("--model", action="append",
+    p.add_argument("--model", action="append", type=model_spec,
                    help="n3net | dncnn | n3net-blind (shipped) | weights.safetensors | "
                    "official:PATH; --task sr: n3net | vdsr | bicubic | weights.safetensors; "
                    "repeatable (default: n3net)")
@@ -476,7 +483,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = command("denoise", "denoise one image (grey, colour per channel; alpha kept)")
     p.add_argument("input", help="noisy image (PNG, TIFF, JPEG, BMP; 8/16-bit or float)")
     p.add_argument("output", help="output image (.png, .tif, .jpg, .bmp); never the input")
-    p.add_argument("--model", default="n3net",
+    p.add_argument("--model", default="n3net", type=model_spec,
                    help="n3net | dncnn | n3net-blind | nlmeans | bm3d | weights.safetensors | "
                    "official:PATH (without --sigma, n3net is the blind N3Net where shipped)")
     p.add_argument("--sigma", type=sigma_value, default=None,
@@ -498,7 +505,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("output", help="output image (.png, .tif, .jpg, .bmp); never the input")
     p.add_argument("--scale", type=scale_factor, required=True,
                    help="scale factor, an integer >= 2 (the models are trained for 2, 3, 4)")
-    p.add_argument("--model", default="n3net",
+    p.add_argument("--model", default="n3net", type=model_spec,
                    help="n3net | vdsr (shipped) | bicubic | weights.safetensors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common(p, sigma=False)

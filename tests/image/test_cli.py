@@ -331,6 +331,8 @@ def _denoise_table():
         (["--sigma", "25", "--device", "cuda:99"], 2, "cuda:99"),
         (["--sigma", "25", "--device", "meta"], 2, "not supported"),
         (["--sigma", "25", "--model", "foo"], 1, "nlmeans, bm3d"),
+        (["--sigma", "25", "--model", ""], 2, "--model: expected a model name"),
+        (["--sigma", "25", "--model", "  "], 2, "--model: expected a model name"),
         (["--sigma", "25", "--model", "official:missing.pth"], 1, "no checkpoint file"),
         (["--sigma", "25", "--bogus"], 2, "unrecognized arguments"),
         (["--sigma", "25", "--model", "MODEL", "--device", "cuda"], None, "cuda"),
