@@ -19,7 +19,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules tests n3seq n3seq_image
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 docs: venv
