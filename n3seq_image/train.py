@@ -269,11 +269,16 @@ class StopRequest:
 
     @classmethod
     def install(cls) -> StopRequest:
-        """Installs the handlers (only in the main thread; elsewhere signals stay as they are)."""
+        """Installs the handlers in the main thread (elsewhere signals stay as they are).
+
+        A signal the process ignores (SIGINT of a job started in the background, ``nohup``)
+        stays ignored.
+        """
         request = cls()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                request._previous[sig] = signal.signal(sig, request._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    request._previous[sig] = signal.signal(sig, request._handle)
         return request
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -301,26 +301,36 @@ class TestTraining:
         log_b = json.loads((tmp_path / "b" / "log.json").read_text())
         assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
 
-    def test_ctrl_c_checkpoints_the_finished_step(self, tmp_path, monkeypatch):
+    def test_stop_signal_checkpoints_the_finished_step(self, tmp_path, monkeypatch):
         straight = tiny_config(tmp_path, out=str(tmp_path / "a"), checkpoint_every=100)
         train(straight)
         batch = RandomCropDataset.batch
 
         def interrupted_batch(self, indices):
             if indices.start == 2 * straight.batch_size:  # during step 3
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
             return batch(self, indices)
 
+        before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
         monkeypatch.setattr(RandomCropDataset, "batch", interrupted_batch)
         piece = replace(straight, out=str(tmp_path / "b"))
         summary = train(piece)
         assert summary["step"] == 3 and summary["interrupted"]
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
         monkeypatch.setattr(RandomCropDataset, "batch", batch)
         assert not train(piece, resume=True)["interrupted"]
         a = load_model(tmp_path / "a" / "model.safetensors").state_dict()
         b = load_model(tmp_path / "b" / "model.safetensors").state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def test_ignored_signals_stay_ignored(self, monkeypatch):
+        from n3seq_image.train import StopRequest
+
+        monkeypatch.setattr(signal, "getsignal", lambda sig: signal.SIG_IGN)
+        installed = []
+        monkeypatch.setattr(signal, "signal", lambda sig, h: installed.append(sig))
+        StopRequest.install().uninstall()
+        assert installed == []
 
     def test_resume_errors(self, tmp_path):
         cfg = tiny_config(tmp_path, steps=3)
