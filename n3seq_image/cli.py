@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -233,6 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         inputs += [str(p) for p in Path(args.data).iterdir()]
     _check_outputs([args.csv, args.json], inputs=tuple(inputs))
     _check_device_and_tiling(args)
+    from n3seq._provenance import run_metadata
     from n3seq_image.evaluate import build_methods, evaluate, format_table, write_results
 
     _set_threads(args.threads)
@@ -242,15 +244,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.model or ["n3net"], args.sigma, baselines, tile=args.tile, overlap=args.overlap,
         device=args.device, precision=args.precision,
     )
+    started, t0 = run_metadata(), time.monotonic()
     result = evaluate(methods, args.data, args.sigma, seed=args.seed, limit=args.limit,
                       progress=not args.no_progress, skip=args.skip, noise=args.noise)
+    started["wall_s"] = round(time.monotonic() - t0, 1)
     used = autocast_dtype(args.precision, args.device)
     result["precision"] = args.precision
     result["autocast"] = "bfloat16" if used is not None else "float32"
     print(f"{args.data}: sigma={args.sigma:g}, noise={args.noise}, seed={args.seed}, "
           f"{len(result['images'])} images, networks in {result['autocast']}")
     print(format_table(result))
-    write_results(result, args.csv, args.json)
+    write_results(result, args.csv, args.json, meta=started)
     return 0
 
 
@@ -274,18 +278,21 @@ def cmd_evaluate_sr(args: argparse.Namespace) -> int:
         inputs += [str(p) for p in Path(args.data).iterdir()]
     _check_outputs([args.csv, args.json], inputs=tuple(inputs))
     _check_device_and_tiling(args)
+    from n3seq._provenance import run_metadata
     from n3seq_image.evaluate import format_table, write_results
     from n3seq_image.sr_evaluate import build_sr_methods, evaluate_sr
 
     _set_threads(args.threads)
     methods = build_sr_methods(args.model or ["n3net"], baselines, tile=args.tile,
                                overlap=args.overlap, device=args.device, scale=args.scale)
+    started, t0 = run_metadata(), time.monotonic()
     result = evaluate_sr(methods, args.data, args.scale, limit=args.limit,
                          progress=not args.no_progress, skip=args.skip)
+    started["wall_s"] = round(time.monotonic() - t0, 1)
     print(f"{args.data}: x{args.scale}, {len(result['images'])} images (Y channel, "
           f"{args.scale} px shaved)")
     print(format_table(result))
-    write_results(result, args.csv, args.json)
+    write_results(result, args.csv, args.json, meta=started)
     return 0
 
 

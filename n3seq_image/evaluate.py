@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from n3seq._provenance import run_metadata
 from n3seq_image.checkpoint import atomic_write
 from n3seq_image.data import add_noise, list_images, load_image, parse_sigma, quantize_8bit
 from n3seq_image.denoise import Denoiser, get_denoiser
@@ -153,9 +154,19 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def write_results(
-    result: dict[str, Any], csv_path: str | Path | None, json_path: str | Path | None
+    result: dict[str, Any],
+    csv_path: str | Path | None,
+    json_path: str | Path | None,
+    meta: dict[str, Any] | None = None,
 ) -> None:
-    """Writes the rows as CSV and the whole result as JSON (each atomically)."""
+    """Writes the rows as CSV and the whole result as JSON (each atomically).
+
+    The JSON also holds ``meta`` (commit, machine, command: see
+    :func:`n3seq._provenance.run_metadata`; taken now when not given — pass the one taken when
+    the run started) and ``summary``, one row per method (``method``, ``psnr``, ``ssim``,
+    ``seconds``, ``images``), from which ``scripts/render_docs_tables.py`` renders the docs'
+    tables (``rows=summary``).
+    """
     if csv_path:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["image", "method", "psnr", "ssim", "seconds"])
@@ -165,7 +176,12 @@ def write_results(
             writer.writerow({"image": "mean", "method": m, **values})
         atomic_write(csv_path, lambda p: p.write_text(buf.getvalue()))
     if json_path:
-        atomic_write(json_path, lambda p: p.write_text(json.dumps(result, indent=2) + "\n"))
+        summary = [
+            {"method": m, **values, "images": len(result["images"])}
+            for m, values in result["mean"].items()
+        ]
+        doc = {"meta": meta or run_metadata(), "summary": summary, **result}
+        atomic_write(json_path, lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
 
 
 def build_methods(

@@ -123,3 +123,21 @@ def test_repository_pages_are_up_to_date_with_their_results():
     stale = rdt.run(rdt.default_pages(ROOT), check=True)
     assert stale == [], (f"{[str(p) for p in stale]} differ from their result JSON; run "
                          "python scripts/render_docs_tables.py")
+
+
+def test_evaluate_json_renders_one_row_per_method(tmp_path, capsys):
+    from n3seq_image.cli import main
+    from tests.image._helpers import tiny_weights, write_folder
+
+    data = write_folder(tmp_path / "data", count=2, size=40)
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    assert main(["evaluate", "--model", str(weights), "--data", str(data), "--sigma", "25",
+                 "--json", str(tmp_path / "set.json"), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "set.json").read_text())
+    assert {"commit", "machine", "wall_s"} <= set(doc["meta"])
+    assert [r["method"] for r in doc["summary"]] == list(doc["mean"])
+    page = ('\n<!-- table:t src=set.json rows=summary cols="method|PSNR=psnr:.2f|images" -->\n'
+            "<!-- /table:t -->\n")
+    text = rdt.render_page(page, tmp_path)
+    noisy = doc["mean"]["noisy"]["psnr"]
+    assert f"| noisy | {noisy:.2f} | 2 |" in text
