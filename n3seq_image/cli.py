@@ -184,6 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         min_lr_ratio=args.min_lr_ratio, lr_decay=args.lr_decay,
         lr_decay_steps=args.lr_decay_steps, precision=args.precision,
         quantized_share=args.quantized_share, stop_after=args.stop_after,
+        clip_grad_norm=args.clip_grad_norm,
         weight_decay=args.weight_decay, seed=args.seed, val_data=args.val_data,
         val_images=args.val_images, val_crop=args.val_crop, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
@@ -411,6 +412,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    "supports it natively")
     p.add_argument("--quantized-share", type=float, default=0.25,
                    help="share of noisy samples clipped and quantised to 8 bits")
+    p.add_argument("--clip-grad-norm", type=float, default=0.0,
+                   help="clip the gradient to this global L2 norm (0: no clipping); steps "
+                   "with a non-finite loss or gradient are skipped either way")
     p.add_argument("--stop-after", type=int, default=0,
                    help="stop (checkpointed) at this step, keeping the schedule of --steps")
     p.add_argument("--weight-decay", type=float, default=1e-4,

@@ -84,6 +84,10 @@ class TrainConfig:
             ``"bfloat16"`` always. The loss, the N³ matching and the optimiser stay float32.
         quantized_share: share of training samples whose noisy image is clipped and
             quantised to 8 bits (see :class:`~n3seq_image.data.RandomCropDataset`).
+        clip_grad_norm: rescale the gradient to at most this global L2 norm before each
+            step (0 = no clipping). Whatever this is, a step whose gradient is not finite is
+            skipped (weights and Adam moments untouched) and counted in the log's
+            ``skipped``; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row end the run.
         weight_decay: L2 weight decay on weights (not on biases and normalisation parameters).
         seed: seeds the model initialisation and the data stream.
         val_data: optional folder of validation images.
@@ -126,6 +130,7 @@ class TrainConfig:
     lr_decay_steps: int = 50_000
     precision: str = "auto"
     quantized_share: float = 0.25
+    clip_grad_norm: float = 0.0
     weight_decay: float = 1e-4
     seed: int = 0
     val_data: str | None = None
@@ -197,6 +202,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm >= 0):
+            raise ValueError(f"clip_grad_norm must be finite and >= 0, got {self.clip_grad_norm}")
         if not 0.0 <= self.quantized_share <= 1.0:
             raise ValueError(f"quantized_share must lie in [0, 1], got {self.quantized_share}")
         autocast_dtype(self.precision, "cpu")
@@ -241,6 +248,23 @@ def zero_init_tails(model: nn.Module) -> int:
                 nn.init.zeros_(module.tail.bias)
             count += 1
     return count
+
+
+#: Steps with a non-finite gradient in a row after which training stops.
+MAX_SKIPPED_IN_A_ROW = 10
+
+
+def gradient_is_finite(model: nn.Module, max_norm: float = 0.0) -> bool:
+    """Whether every gradient of ``model`` is finite; clips them to ``max_norm`` (if > 0).
+
+    One reduction over all gradients (a single host sync per step, which ``loss.item()``
+    already costs).
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return True
+    norm = nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
+    return bool(torch.isfinite(norm))
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -359,7 +383,7 @@ def validate(model: nn.Module, clean: torch.Tensor, sigma: float, device: torch.
 def write_logs(run_dir: Path, log: list[dict[str, Any]]) -> None:
     """Writes ``log.json`` and ``log.csv`` (one row per logged step) atomically."""
     atomic_write_json(run_dir / "log.json", log)
-    keys = ["step", "lr", "loss", "val_psnr", "elapsed_s"]
+    keys = ["step", "lr", "loss", "val_psnr", "skipped", "elapsed_s"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
@@ -375,7 +399,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         resume: continue from the newest checkpoint in ``cfg.out`` (its stored configuration
             must match ``cfg`` except for ``out`` (a run folder may be moved), ``steps``,
             ``max_minutes``, ``stop_after``, ``threads``, ``progress``, ``keep_checkpoints``
-            and ``precision``).
+            ``precision`` and ``clip_grad_norm``).
 
     Returns:
         ``{"step", "loss", "val_psnr", "elapsed_s", "weights"}``.
@@ -408,7 +432,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         saved = doc["state"].get("config", {})
         volatile = {
             "out", "steps", "max_minutes", "stop_after", "threads", "progress",
-            "keep_checkpoints", "precision",
+            "keep_checkpoints", "precision", "clip_grad_norm",
         }
         diff = {
             k: (saved.get(k), v)
@@ -447,6 +471,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     t0 = time.monotonic()
     running, count, last_val = 0.0, 0, (log[-1].get("val_psnr") if log else None)
+    skipped, skipped_in_a_row = (log[-1].get("skipped", 0) if log else 0), 0
     step = start_step
 
     def checkpoint() -> None:
@@ -472,18 +497,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             loss = nn.functional.mse_loss(output.float(), clean)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            step += 1
             value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at step {step}")
-            running, count = running + value, count + 1
+            if math.isfinite(value) and gradient_is_finite(model, cfg.clip_grad_norm):
+                optimizer.step()
+                running, count, skipped_in_a_row = running + value, count + 1, 0
+            else:
+                skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    raise FloatingPointError(
+                        f"the loss or its gradient was not finite in {skipped_in_a_row} steps "
+                        f"in a row (up to step {step + 1}); lower --lr or set --clip-grad-norm"
+                    )
+            step += 1
             bar.update(1)
             if step % cfg.val_every == 0 or step == cfg.steps:
                 if validator is not None:
                     last_val = validator(model)
                 log.append({
-                    "step": step, "lr": lr, "loss": running / count, "val_psnr": last_val,
+                    "step": step, "lr": lr, "loss": running / count if count else None,
+                    "val_psnr": last_val,
+                    "skipped": skipped,
                     "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
                 })
                 running, count = 0.0, 0

@@ -332,6 +332,43 @@ class TestTraining:
         StopRequest.install().uninstall()
         assert installed == []
 
+    def test_gradient_is_finite_and_clipped(self):
+        from n3seq_image.train import gradient_is_finite
+
+        model = DnCNN(1, 1, depth=3, features=4)
+        model(torch.rand(2, 1, 8, 8)).pow(2).sum().mul(1e3).backward()
+        assert gradient_is_finite(model, max_norm=0.5)
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        assert norm == pytest.approx(0.5, rel=1e-4)
+        next(model.parameters()).grad[0] = float("nan")
+        assert not gradient_is_finite(model)
+
+    def test_non_finite_steps_are_skipped(self, tmp_path, monkeypatch):
+        batch = RandomCropDataset.batch
+        bad_steps = {2, 4}
+
+        def sometimes_nan(self, indices):
+            noisy, clean = batch(self, indices)
+            if indices.start // 4 + 1 in bad_steps:
+                clean[0, 0, 0, 0] = float("nan")  # a NaN loss and gradient
+            return noisy, clean
+
+        monkeypatch.setattr(RandomCropDataset, "batch", sometimes_nan)
+        cfg = tiny_config(tmp_path, steps=6, val_every=3)
+        summary = train(cfg)
+        log = json.loads((tmp_path / "run" / "log.json").read_text())
+        assert summary["step"] == 6 and [r["skipped"] for r in log] == [1, 2]
+        weights = load_model(tmp_path / "run" / "model.safetensors").state_dict()
+        assert all(torch.isfinite(v).all() for v in weights.values())
+
+        def always_nan(self, indices):
+            noisy, clean = batch(self, indices)
+            return noisy, clean * float("nan")
+
+        monkeypatch.setattr(RandomCropDataset, "batch", always_nan)
+        with pytest.raises(FloatingPointError, match="not finite in 10 steps in a row"):
+            train(tiny_config(tmp_path, out=str(tmp_path / "nan"), steps=20))
+
     def test_resume_errors(self, tmp_path):
         cfg = tiny_config(tmp_path, steps=3)
         with pytest.raises(FileNotFoundError, match="no checkpoint"):
