@@ -24,7 +24,7 @@ denoise_common=(--data ../shared/data/train400 --batch-size 8 --crop 80 --seed 0
   --val-data ../shared/data/t91 --val-images 8 --val-crop 128 --threads "$OMP_NUM_THREADS"
   --no-progress)
 recipe=(--lr 1e-3 --schedule cosine --warmup-steps 300 --min-lr-ratio 0.01 --precision auto
-  --quantized-share 0.25)
+  --quantized-share 0.25 --clip-grad-norm 1.0)
 sr_common=(--task sr --data ../shared/data/t91,../shared/data/train400 --crop 96 --batch-size 8
   --seed 0 --val-data ../shared/data/set5 --val-images 5 --val-crop 0 --steps 24000
   --threads "$OMP_NUM_THREADS" --no-progress "${recipe[@]}")
