@@ -218,6 +218,17 @@ def _option_names(message: str, config: type) -> str:
     return message
 
 
+def _check_evaluate_files(args: argparse.Namespace) -> None:
+    """``--csv``/``--json`` are writable, distinct and none of the inputs; device and tiles."""
+    if args.csv and args.json and Path(args.csv).resolve() == Path(args.json).resolve():
+        raise UsageError(f"--csv and --json name the same file {args.csv!r}")
+    inputs = [m.split(":", 1)[-1] for m in args.model or []]
+    if Path(args.data).is_dir():
+        inputs += [str(p) for p in Path(args.data).iterdir()]
+    _check_outputs([args.csv, args.json], inputs=tuple(inputs))
+    _check_device_and_tiling(args)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``n3seq-image evaluate``."""
     if args.task == "sr":
@@ -228,13 +239,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     unknown = set(baselines) - {"dncnn", "nlmeans", "bm3d"}
     if unknown:
         raise UsageError(f"--baselines: unknown {sorted(unknown)}; choose from dncnn,nlmeans,bm3d")
-    if args.csv and args.json and Path(args.csv).resolve() == Path(args.json).resolve():
-        raise UsageError(f"--csv and --json name the same file {args.csv!r}")
-    inputs = [m.split(":", 1)[-1] for m in args.model or []]
-    if Path(args.data).is_dir():
-        inputs += [str(p) for p in Path(args.data).iterdir()]
-    _check_outputs([args.csv, args.json], inputs=tuple(inputs))
-    _check_device_and_tiling(args)
+    _check_evaluate_files(args)
     from n3seq._provenance import run_metadata
     from n3seq_image.evaluate import build_methods, evaluate, format_table, write_results
 
@@ -272,13 +277,7 @@ def cmd_evaluate_sr(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--baselines: unknown {sorted(unknown)} for --task sr; choose from "
                          "vdsr,bicubic,n3net")
-    if args.csv and args.json and Path(args.csv).resolve() == Path(args.json).resolve():
-        raise UsageError(f"--csv and --json name the same file {args.csv!r}")
-    inputs = [m.split(":", 1)[-1] for m in args.model or []]
-    if Path(args.data).is_dir():
-        inputs += [str(p) for p in Path(args.data).iterdir()]
-    _check_outputs([args.csv, args.json], inputs=tuple(inputs))
-    _check_device_and_tiling(args)
+    _check_evaluate_files(args)
     from n3seq._provenance import run_metadata
     from n3seq_image.evaluate import format_table, write_results
     from n3seq_image.sr_evaluate import build_sr_methods, evaluate_sr
