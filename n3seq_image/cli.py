@@ -19,8 +19,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NoReturn
 
+from n3seq._cli import ArgumentParser, HelpFormatter
 from n3seq_image._sigma import parse_sigma
 
 PROG = "n3seq-image"
@@ -33,26 +33,6 @@ NOISE_CHOICES = ("gaussian", "clipped")
 
 class UsageError(ValueError):
     """An invalid argument found after parsing (exit code 2, like argparse's own errors)."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, with usage errors reported as ``n3seq-image: error: …`` (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: …)`` for every option with a default worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        default = action.default
-        if any(default is v for v in (None, False, argparse.SUPPRESS)) or default == "" or (
-                "%(default)" in text):
-            return text
-        return super()._get_help_string(action)
 
 
 # --------------------------------------------------------------------------- argparse types

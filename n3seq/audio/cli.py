@@ -13,24 +13,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+
+from n3seq._cli import ArgumentParser, HelpFormatter
 
 PROG = "n3seq-audio"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser, with usage errors reported as ``n3seq-audio: error: …`` (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def _threads(text: str) -> int:
@@ -45,14 +31,14 @@ def _threads(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``n3seq-audio`` (imports nothing heavy)."""
-    parser = _Parser(
+    parser = ArgumentParser(
         prog=PROG, description="Speech denoising with an N³ spectral-mask network.",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     den = sub.add_parser("denoise", help="denoise an audio file (any rate, any channel count)",
                          description="Denoise an audio file; the output keeps the input's "
-                         "rate, channels, length and sample format.", formatter_class=_Formatter)
+                         "rate, channels, length and sample format.", formatter_class=HelpFormatter)
     den.add_argument("input", type=Path, help="noisy input file (WAV, FLAC, ...)")
     den.add_argument("output", type=Path,
                      help="output file (format from the extension); written only on success, "
