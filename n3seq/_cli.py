@@ -29,3 +29,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 "%(default)" in text):
             return text
         return super()._get_help_string(action)
+
+
+def describe_error(exc: BaseException, memory_hint: str = "") -> str:
+    """One line saying what went wrong, without a traceback.
+
+    Args:
+        exc: the exception a command ended in.
+        memory_hint: advice appended to an out-of-memory error (e.g. a smaller tile).
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        text = f"out of memory ({text}){memory_hint}"
+    return " ".join(text.split())

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from n3seq._cli import ArgumentParser, HelpFormatter
+from n3seq._cli import ArgumentParser, HelpFormatter, describe_error
 from n3seq_image._sigma import parse_sigma
 
 PROG = "n3seq-image"
@@ -512,13 +512,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def _describe(exc: BaseException) -> str:
     """One line saying what went wrong, without a traceback."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    else:
-        text = str(exc) or type(exc).__name__
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        text = f"out of memory ({text}); try a smaller --tile or --batch-size"
-    return " ".join(text.split())
+    return describe_error(exc, "; try a smaller --tile or --batch-size")
 
 
 #: Exceptions that report a problem with the input, the environment or the files: one line.

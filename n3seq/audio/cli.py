@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from n3seq._cli import ArgumentParser, HelpFormatter
+from n3seq._cli import ArgumentParser, HelpFormatter, describe_error
 
 PROG = "n3seq-audio"
 
@@ -51,13 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    else:
-        text = str(exc) or type(exc).__name__
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        text = f"out of memory ({text})"
-    return " ".join(text.split())
+    """One line saying what went wrong, without a traceback."""
+    return describe_error(exc)
 
 
 def _fail(code: int, message: str) -> int:
