@@ -59,6 +59,12 @@ REFERENCE_CHUNK_ELEMENTS = 1 << 24
 #: overflows float32 and every weight would be NaN.
 MIN_TEMPERATURE = torch.finfo(torch.float32).tiny
 
+#: Bound on the per-patch mean log temperature ``m`` (``t = bias · exp(m)``). Beyond ±15 the
+#: weights are already hard kNN or uniform over the window, so clamping changes nothing a
+#: model can use; without it one runaway patch of the temperature CNN overflows ``exp`` (seen
+#: in training: maps reaching 40 after a few hundred steps at lr 1e-3) and poisons the step.
+LOG_TEMPERATURE_BOUND = 15.0
+
 #: Most parameters a model of this package may be built with: a guard against configs (e.g.
 #: read from a weights file) that would allocate gigabytes; ~1 GiB of float32.
 MAX_PARAMETERS = 1 << 28
@@ -204,11 +210,17 @@ def _patch_temperature(
     log_temperature: Tensor | None, batch: int, num: int, patch_size: int, stride: int,
     bias: float, like: Tensor,
 ) -> Tensor:
-    """Per-patch temperature ``(B, N)``: bias · exp(mean of the map over the padded patch)."""
+    """Per-patch temperature ``(B, N)``: bias · exp(mean of the map over the padded patch).
+
+    The mean is taken in float32 or wider (the map may come from a bf16-autocast convolution) and
+    clamped to ±:data:`LOG_TEMPERATURE_BOUND`.
+    """
     if log_temperature is None:
         return like.new_full((batch, num), bias)
-    mean = extract_patches(log_temperature, patch_size, stride).mean(-1)
-    return bias * mean.exp()
+    wide = log_temperature.to(torch.promote_types(log_temperature.dtype, torch.float32))
+    mean = extract_patches(wide, patch_size, stride).mean(-1)
+    bound = LOG_TEMPERATURE_BOUND
+    return bias * mean.clamp(-bound, bound).exp()
 
 
 def _weights(

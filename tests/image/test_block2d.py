@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from n3seq_image import N3Block2d, n3_aggregate_2d, n3_output_2d
+from n3seq_image.block2d import LOG_TEMPERATURE_BOUND
 
 
 def brute_force(y, emb, log_t, k, p, s, window, bias, bn, placement):
@@ -50,6 +51,7 @@ def brute_force(y, emb, log_t, k, p, s, window, bias, bn, placement):
     count = torch.zeros(hp, wp, dtype=y.dtype)
     for n, (i, j) in enumerate(queries):
         m = patch(tp, i, j).mean(dim=(1, 2, 3)) if tp is not None else torch.zeros(b, dtype=y.dtype)
+        m = m.clamp(-LOG_TEMPERATURE_BOUND, LOG_TEMPERATURE_BOUND)
         t = (bias * m.exp())[:, None]
         a = scores[:, n] / t if placement == "official" else scores[:, n]
         t_round = torch.ones_like(t) if placement == "official" else t
@@ -106,6 +108,45 @@ class TestAgainstBruteForce:
                               backend=backend, temperature_bias=0.5)
         want = brute_force(y, emb, log_t, 2, 10, 5, 15, 0.5, bn, placement)
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize("backend", ["fast", "reference"])
+    def test_extreme_log_temperature_matches_clamped_brute_force(self, backend):
+        # A runaway temperature CNN (maps of ±100: exp overflows/underflows float32) gives the
+        # brute force with the per-patch mean clamped, and finite gradients for every input.
+        # (Paper placement: in the official one, rounds 2+ at tiny t are a ratio of numbers
+        # the float64 brute force rounds to 1, so it is not a reference there.)
+        y, emb, log_t = make_inputs(13, 15)
+        log_t[0, :, :7] = 100.0
+        log_t[1, :, 6:] = -100.0
+        want = brute_force(y, emb, log_t, 3, 4, 2, 5, 0.7, None, "paper")
+        inputs = [t.clone().requires_grad_() for t in (y, emb, log_t)]
+        got = n3_aggregate_2d(*inputs, 3, patch_size=4, stride=2, window=5,
+                              temperature_bias=0.7, placement="paper", backend=backend)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+        got.square().sum().backward()
+        for name, t in zip(("y", "embedding", "log_temperature"), inputs, strict=True):
+            assert torch.isfinite(t.grad).all(), name
+
+    @pytest.mark.parametrize("placement", ["official", "paper"])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_log_temperature_beyond_the_bound_acts_as_the_bound(self, placement, dtype):
+        y, emb, _ = make_inputs(13, 15)
+        y, emb = y.to(dtype), emb.to(dtype)
+        sign = torch.tensor([1.0, -1.0], dtype=dtype)[:, None, None, None]
+
+        def run(level: float) -> torch.Tensor:
+            log_t = (sign * level).expand(2, 1, 13, 15).clone().requires_grad_()
+            out = n3_aggregate_2d(y, emb, log_t, 3, patch_size=4, stride=2, window=5,
+                                  temperature_bias=0.7, placement=placement)
+            out.sum().backward()
+            assert torch.isfinite(log_t.grad).all()
+            return out.detach()
+
+        # Even the padded border patches (mean ≥ 3/4 of the level here) are beyond the bound.
+        beyond = run(4 * LOG_TEMPERATURE_BOUND)
+        assert torch.isfinite(beyond).all()
+        torch.testing.assert_close(beyond, run(1e4), rtol=0, atol=0)
+        assert not torch.allclose(run(LOG_TEMPERATURE_BOUND - 10.0), beyond)
 
     def test_training_mode_batch_norm_uses_all_window_scores(self):
         y, emb, log_t = make_inputs(12, 11)
