@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from n3seq._files import atomic_write
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +51,6 @@ def machine_description() -> str:
     """One line naming the CPU, its core count, the OS and, when present, the GPU."""
     text = f"{_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
     try:
-        import torch
-
         if torch.cuda.is_available():
             text += f", GPU {torch.cuda.get_device_name(0)}"
     except Exception:  # a description must never fail the experiment
@@ -72,8 +72,6 @@ def run_metadata(wall_s: float | None = None, command: list[str] | None = None) 
         A JSON-serialisable dict. ``commit`` is ``"unknown"`` outside a git checkout;
         ``dirty`` lists tracked files that differed from that commit at the call (at most 20).
     """
-    import torch
-
     status = _git("status", "--porcelain", "--untracked-files=no")
     dirty = [line[3:] for line in status.splitlines()] if status else []
     meta: dict[str, Any] = {

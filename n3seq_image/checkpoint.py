@@ -33,6 +33,9 @@ import torch
 from torch import nn
 
 from n3seq._files import as_os_error, atomic_write, dir_mode, file_mode
+from n3seq_image.dncnn import DnCNN
+from n3seq_image.n3net import N3Net
+from n3seq_image.vdsr import VDSR
 
 FORMAT = "n3seq_image/1"
 
@@ -50,12 +53,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def model_registry() -> dict[str, type[nn.Module]]:
-    """Model names usable in configs and weights files."""
-    import n3seq_image
+#: Model names usable in configs and weights files, and their classes.
+MODELS: dict[str, type[nn.Module]] = {"n3net": N3Net, "dncnn": DnCNN, "vdsr": VDSR}
 
-    names = {"n3net": "N3Net", "dncnn": "DnCNN", "vdsr": "VDSR"}
-    return {k: getattr(n3seq_image, v) for k, v in names.items() if hasattr(n3seq_image, v)}
+
+def model_registry() -> dict[str, type[nn.Module]]:
+    """Model names usable in configs and weights files (a copy of :data:`MODELS`)."""
+    return dict(MODELS)
 
 
 def model_name(model: nn.Module) -> str:

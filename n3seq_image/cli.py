@@ -18,9 +18,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import fields
 from pathlib import Path
 
 from n3seq._cli import ArgumentParser, HelpFormatter, describe_error
+from n3seq._files import check_output_path, missing_folders, remove_empty_folders
 from n3seq_image._sigma import parse_sigma
 
 PROG = "n3seq-image"
@@ -126,8 +128,6 @@ def _set_threads(n: int) -> None:
 
 
 def _check_outputs(paths: Iterable[str | None], inputs: tuple[str, ...] = ()) -> None:
-    from n3seq._files import check_output_path
-
     for path in paths:
         if path:
             _usage(lambda p=path: check_output_path(p, inputs=inputs))
@@ -189,8 +189,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _option_names(message: str, config: type) -> str:
     """``"val_crop must be …"`` → ``"--val-crop must be …"``: a config field named as its option."""
-    from dataclasses import fields
-
     head, sep, tail = message.partition(" ")
     name = head.rstrip(":")
     if sep and name in {f.name for f in fields(config)}:
@@ -334,6 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out!r} is a file, not a folder")
     _check_outputs([str(out / "noisy.png")])
+    print("loading torch and the image libraries", file=sys.stderr, flush=True)
     from n3seq_image.demo import report, run_demo
 
     print(report(run_demo(args.out, args.sigma, args.seed, args.model)))
@@ -345,8 +344,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The argument parser of ``n3seq-image`` (imports nothing heavy)."""
-    from n3seq_image.demo import add_arguments
-
     parser = ArgumentParser(prog=prog,
                             description="N³ image denoising and super-resolution toolkit.",
                             formatter_class=HelpFormatter)
@@ -502,7 +499,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_upscale)
 
     p = command("demo", "denoise scikit-image's camera with the shipped N3Net")
-    add_arguments(p)
+    p.add_argument("--out", default="results/demo", help="output folder")
+    p.add_argument("--sigma", type=sigma_value, default=25.0, help="noise level, 0-255 scale")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
+    p.add_argument("--model", default="n3net", type=model_spec,
+                   help="n3net, dncnn, nlmeans, bm3d or a weights file")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -538,8 +539,6 @@ def run(args: argparse.Namespace, prog: str = PROG) -> int:
 
     Folders the command created are removed again if it fails and they are still empty.
     """
-    from n3seq._files import missing_folders, remove_empty_folders
-
     func: Callable[[argparse.Namespace], int] = args.func
     created = [folder for path in _outputs(args) for folder in missing_folders(path)]
     try:

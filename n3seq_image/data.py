@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from n3seq._checks import check_bool, check_int, check_optional_int, check_real
+from n3seq._files import atomic_write
 from n3seq_image._sigma import parse_sigma
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -218,8 +219,6 @@ def save_image(path: str | Path, image: np.ndarray, alpha: np.ndarray | None = N
         ValueError: bad shape, NaN/inf values, unknown format, alpha for JPEG/BMP.
     """
     from PIL import Image
-
-    from n3seq._files import atomic_write
 
     path = Path(path)
     arr = np.asarray(image)

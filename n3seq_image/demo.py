@@ -8,15 +8,19 @@ What it is doing (loading the model, denoising, writing) is reported on stderr a
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-if TYPE_CHECKING:  # numpy is imported when used: the CLI imports this module for its options
-    import numpy as np
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from skimage import data
+
+from n3seq_image.data import add_noise, save_image
+from n3seq_image.denoise import get_denoiser
+from n3seq_image.metrics import psnr, ssim
 
 #: Height in pixels of the label strip above the panels of ``side_by_side.png``.
 LABEL_HEIGHT = 28
@@ -50,9 +54,6 @@ def labelled_panels(panels: list[np.ndarray], labels: list[str]) -> np.ndarray:
     Raises:
         ValueError: no panels, a label count that differs, or panels of different heights.
     """
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
     if not panels or len(labels) != len(panels):
         raise ValueError(f"need one label per panel, got {len(panels)} panels and "
                          f"{len(labels)} labels")
@@ -92,14 +93,6 @@ def run_demo(
         log: called with a line for each stage (default: timestamped lines on stderr).
     """
     log = log or _stderr_log()
-    log("loading torch and the image libraries")
-    import numpy as np
-    from skimage import data
-
-    from n3seq_image.data import add_noise, save_image
-    from n3seq_image.denoise import get_denoiser
-    from n3seq_image.metrics import psnr, ssim
-
     clean = data.camera().astype(np.float32) / 255.0
     noisy = add_noise(clean, sigma, seed=[seed, 0])
     log(f"loading the model {model}")
@@ -133,38 +126,6 @@ def run_demo(
         "ssim_denoised": ssim(denoised, clean),
         "paths": {k: str(v) for k, v in paths.items()},
     }
-
-
-def _sigma(text: str) -> float:
-    """argparse type: one noise level in (0, 255]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 255:
-        raise argparse.ArgumentTypeError(
-            f"must be a noise level in (0, 255] (0-255 scale), got {text!r}"
-        )
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``n3seq-image demo``."""
-    parser.add_argument("--out", default="results/demo", help="output folder")
-    parser.add_argument("--sigma", type=_sigma, default=25.0, help="noise level, 0-255 scale")
-    parser.add_argument("--seed", type=_seed, default=0, help="noise seed")
-    parser.add_argument("--model", default="n3net",
-                        help="n3net, dncnn, nlmeans, bm3d or a weights file")
 
 
 def report(result: dict[str, Any]) -> str:

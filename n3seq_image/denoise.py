@@ -30,6 +30,9 @@ from n3seq._files import check_output_path
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.data import add_noise, check_image_output, parse_sigma, read_image, save_image
 from n3seq_image.memory_format import preferred_memory_format
+from n3seq_image.metrics import psnr
+from n3seq_image.n3net import N3Net
+from n3seq_image.noise_level import estimate_sigma
 from n3seq_image.precision import autocast, autocast_dtype
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -266,8 +269,6 @@ def load_network(spec: str) -> nn.Module:
     if spec in SHIPPED:
         return load_model(shipped_weights(spec))
     if spec.startswith("official:"):
-        from n3seq_image import N3Net
-
         return N3Net.from_official_checkpoint(spec.split(":", 1)[1])
     path = Path(spec)
     if not path.is_file():
@@ -406,8 +407,6 @@ def _check_seed(add_noise_seed: int | None) -> None:
 
 
 def _estimate(image: np.ndarray) -> float:
-    from n3seq_image.noise_level import estimate_sigma
-
     try:
         return estimate_sigma(image)
     except ValueError as exc:
@@ -516,8 +515,6 @@ def denoise_file_report(
         save_image(dst, out, alpha=alpha, depth=depth)
     psnrs: dict[str, float] = {}
     if clean is not None:
-        from n3seq_image.metrics import psnr
-
         psnrs = {"psnr_noisy": psnr(noisy, clean), "psnr_denoised": psnr(out, clean)}
     return DenoiseResult(denoised=out, sigma=float(sigma), sigma_estimated=estimated,
                          model=model, noisy=noisy, outputs=tuple(written), **psnrs)

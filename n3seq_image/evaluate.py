@@ -27,7 +27,7 @@ import numpy as np
 from n3seq._provenance import run_metadata
 from n3seq_image.checkpoint import atomic_write
 from n3seq_image.data import add_noise, list_images, load_image, parse_sigma, quantize_8bit
-from n3seq_image.denoise import Denoiser, get_denoiser
+from n3seq_image.denoise import Denoiser, bm3d_available, get_denoiser
 from n3seq_image.metrics import psnr, ssim
 
 #: Noise kinds of :func:`evaluate`: ``gaussian`` (not clipped) and ``clipped`` (8-bit).
@@ -201,13 +201,9 @@ def build_methods(
     warning when the package is not installed). ``precision`` is the networks' arithmetic
     (``"auto"``, ``"float32"``, ``"bfloat16"``).
     """
-    from n3seq_image.denoise import bm3d_available
-
     methods: dict[str, Denoiser] = {}
     for spec in [*models, *(baselines or [])]:
         if spec == "bm3d" and not bm3d_available():
-            import sys
-
             print("warning: bm3d is not installed (pip install bm3d); skipping it", file=sys.stderr)
             continue
         if spec.startswith("official:"):

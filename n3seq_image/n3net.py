@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
 from torch import Tensor, nn
 
 from n3seq._checks import check_bool, check_choice, check_int
+from n3seq_image._official_format import convert_state_dict, read_state_dict
 from n3seq_image.block2d import (
     Backend,
     N3Block2d,
@@ -118,14 +120,8 @@ class N3Net(nn.Module):
         check_parameter_count(_parameters(
             in_channels, out_channels, stages, depth, features, stage_channels, k,
             embed_features, embed_depth, score_norm, batch_norm), "N3Net")
-        self._config: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "stages": stages,
-            "depth": depth, "features": features, "stage_channels": stage_channels, "k": k,
-            "patch_size": patch_size, "stride": stride, "window": window,
-            "embed_features": embed_features, "embed_depth": embed_depth,
-            "temperature_bias": float(temperature_bias), "score_norm": bool(score_norm),
-            "placement": placement, "backend": backend, "batch_norm": bool(batch_norm),
-        }
+        checked = locals()  # the arguments after the checks above, by their names
+        self._config: dict[str, Any] = {key: checked[key] for key in _CONFIG_KEYS}
         self.in_channels, self.out_channels, self.k = in_channels, out_channels, k
         between = (k + 1) * stage_channels
         self.stages = nn.ModuleList()
@@ -172,13 +168,23 @@ class N3Net(nn.Module):
 
     @classmethod
     def from_official_checkpoint(cls, path: str | os.PathLike[str]) -> N3Net:
-        """Loads the N3Net authors' released Gaussian-denoising weights.
+        """Loads the N3Net authors' released Gaussian-denoising weights, in eval mode.
 
-        See :func:`n3seq_image.official.load_official_checkpoint`.
+        The file is a torch file holding ``{"net": state_dict, "epoch": int}`` (a bare state
+        dict is accepted too); it is read with ``weights_only=True``, and their key names are
+        mapped onto ours (the table is in :mod:`n3seq_image.official`). The model is
+        ``N3Net(placement="official")``: their code divides the scores by the temperature once
+        and then runs the relaxation at t = 1.
+
+        Raises:
+            FileNotFoundError: when ``path`` does not exist.
+            ValueError: when the file is not such a checkpoint (naming every missing,
+                unexpected and mis-shaped key).
         """
-        from n3seq_image.official import load_official_checkpoint
-
-        return load_official_checkpoint(path)
+        state = read_state_dict(path)
+        model = cls(placement="official")
+        model.load_state_dict(convert_state_dict(state, model))
+        return model.eval()
 
     @property
     def min_size(self) -> int:
@@ -234,8 +240,5 @@ def _parameters(in_channels: int, out_channels: int, stages: int, depth: int, fe
     return count
 
 
-_CONFIG_KEYS = (
-    "in_channels", "out_channels", "stages", "depth", "features", "stage_channels", "k",
-    "patch_size", "stride", "window", "embed_features", "embed_depth", "temperature_bias",
-    "score_norm", "placement", "backend", "batch_norm",
-)
+#: The keys of :attr:`N3Net.config`: the constructor's arguments, written once (the signature).
+_CONFIG_KEYS: tuple[str, ...] = tuple(inspect.signature(N3Net.__init__).parameters)[1:]

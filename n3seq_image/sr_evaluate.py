@@ -12,6 +12,7 @@ so :func:`~n3seq_image.evaluate.format_table` and
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,6 @@ def evaluate_sr(
         ``{"task": "sr", "data", "scale", "protocol", "images", "methods", "rows": [{"image",
         "method", "psnr", "ssim", "seconds"}], "mean": {method: {"psnr", "ssim", "seconds"}}}``.
     """
-    import sys
-
     from tqdm.auto import tqdm
 
     scale = check_scale(scale)

@@ -32,15 +32,30 @@ from n3seq_image.checkpoint import (
     atomic_write,
     atomic_write_json,
     build_model,
+    check_model_config,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     save_weights,
 )
-from n3seq_image.data import RandomCropDataset, add_noise, load_folder, parse_sigma, shard_indices
+from n3seq_image.data import (
+    RandomCropDataset,
+    add_noise,
+    list_images,
+    load_folder,
+    parse_sigma,
+    shard_indices,
+)
+from n3seq_image.dncnn import DnCNN
 from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.metrics import batch_psnr
 from n3seq_image.precision import autocast, autocast_dtype
+from n3seq_image.sr_data import (
+    parse_scales,
+    split_folders,
+    sr_training_source,
+    sr_weights_extra,
+)
 from n3seq_image.sr_models import SR_CONFIGS
 
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
@@ -157,9 +172,6 @@ class TrainConfig:
                 refuses); a data folder without images.
             FileNotFoundError: a data folder does not exist.
         """
-        from n3seq_image.checkpoint import check_model_config
-        from n3seq_image.data import list_images
-
         if self.task not in ("denoise", "sr"):
             raise ValueError(f"task must be 'denoise' or 'sr', got {self.task!r}")
         models = DEFAULT_CONFIGS if self.task == "denoise" else SR_CONFIGS
@@ -208,8 +220,6 @@ class TrainConfig:
             raise ValueError(f"quantized_share must lie in [0, 1], got {self.quantized_share}")
         autocast_dtype(self.precision, "cpu")
         if self.task == "sr":
-            from n3seq_image.sr_data import parse_scales, split_folders
-
             parse_scales(self.scales)
             for folder in split_folders(self.data):
                 list_images(folder)
@@ -238,8 +248,6 @@ def zero_init_tails(model: nn.Module) -> int:
     Returns:
         The number of stages changed.
     """
-    from n3seq_image import DnCNN
-
     count = 0
     for module in model.modules():
         if isinstance(module, DnCNN) and module.residual:
@@ -453,8 +461,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         net = DistributedDataParallel(model, device_ids=ids)
 
     if cfg.task == "sr":
-        from n3seq_image.sr_data import sr_training_source
-
         dataset, validator = sr_training_source(cfg, device, info.main)
     else:
         dataset = RandomCropDataset(cfg.data, crop=cfg.crop, sigma=cfg.sigma, seed=cfg.seed,
@@ -550,8 +556,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
         }
         if cfg.task == "sr":
-            from n3seq_image.sr_data import sr_weights_extra
-
             extra = sr_weights_extra(cfg, extra)
         save_weights(run_dir / "model.safetensors", model, extra=extra)
         write_logs(run_dir, log)

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from n3seq._files import check_output_path
 from n3seq_image.checkpoint import load_model, read_weights
 from n3seq_image.color import rgb_to_ycbcr, ycbcr_to_rgb
+from n3seq_image.data import check_image_output, read_image, save_image
 from n3seq_image.denoise import (
     WEIGHTS_DIR,
     check_image_values,
@@ -199,9 +201,6 @@ def upscale_file(
         ValueError: bad scale, options, output format, or a weights file of another task.
         FileNotFoundError: missing input or weights.
     """
-    from n3seq._files import check_output_path
-    from n3seq_image.data import check_image_output, read_image, save_image
-
     scale = check_scale(scale)
     dst = check_output_path(dst, inputs=(src,))
     check_image_output(dst)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from n3seq._cli import ArgumentParser, HelpFormatter, describe_error
+from n3seq._files import check_output_path, missing_folders, remove_empty_folders
 
 PROG = "n3seq-audio"
 
@@ -63,8 +64,6 @@ def _fail(code: int, message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success, 1 on a reported error, 2 on bad usage."""
     args = build_parser().parse_args(argv)
-    from n3seq._files import check_output_path, missing_folders, remove_empty_folders
-
     try:
         check_output_path(args.output, inputs=(args.input,))
     except (ValueError, OSError) as exc:

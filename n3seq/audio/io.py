@@ -19,6 +19,7 @@ from torch import Tensor
 from n3seq._checks import check_floating, finite_abs_max
 from n3seq._files import atomic_write, check_output_path
 from n3seq.audio.model import SpectralDenoiser
+from n3seq.audio.pretrained import load_denoiser
 
 
 class AudioFileError(ValueError):
@@ -155,8 +156,6 @@ def denoise(waveform: Tensor, sample_rate: int, model: SpectralDenoiser | None =
     if waveform.dim() == 2 and waveform.shape[0] == 0:  # no channels: nothing to denoise
         return waveform.new_zeros(waveform.shape)
     if model is None:
-        from n3seq.audio.pretrained import load_denoiser
-
         model = load_denoiser()
     squeeze = waveform.dim() == 1
     x = waveform[None] if squeeze else waveform
@@ -198,8 +197,6 @@ def denoise_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
     except Exception:  # pragma: no cover - read_audio succeeded, so info should too
         subtype = None
     if model is None:
-        from n3seq.audio.pretrained import load_denoiser
-
         model = load_denoiser()
     out = denoise(waveform, rate, model)
     write_audio(out_path, out, rate, subtype=subtype)
