@@ -12,6 +12,7 @@ fit the input's dtype.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -177,8 +178,10 @@ def check_finite_output(out: Tensor, who: str, peak: float) -> None:
     )
 
 
-class LocalStage(nn.Module):
-    """Residual stack of two 1-D convolutions over time: ``x + conv(relu(conv(x)))``.
+class LocalConvStage(nn.Module):
+    """Residual stack of two 1-D convolutions over frames: ``x + conv(relu(conv(x)))``.
+
+    The local counterpart of :class:`NonLocalStage` (it was called ``LocalStage``).
 
     Shape:
         - input / output: :math:`(B, C, T)`
@@ -303,8 +306,8 @@ class SpectralDenoiser(nn.Module):
         self.encoder = nn.Conv1d(cfg.freq_bins, c, 3, padding=1)
         stages: list[nn.Module] = []
         for _ in range(cfg.num_blocks):
-            stages += [LocalStage(c, cfg.kernel_size), NonLocalStage(cfg)]
-        stages.append(LocalStage(c, cfg.kernel_size))
+            stages += [LocalConvStage(c, cfg.kernel_size), NonLocalStage(cfg)]
+        stages.append(LocalConvStage(c, cfg.kernel_size))
         self.stages = nn.Sequential(*stages)
         self.decoder = nn.Conv1d(c, cfg.freq_bins, 1)
 
@@ -345,6 +348,16 @@ class SpectralDenoiser(nn.Module):
 
 
 __all__ = [
-    "DenoiserConfig", "LocalMixer", "LocalStage", "NonLocalStage", "SpectralDenoiser",
+    "DenoiserConfig", "LocalConvStage", "LocalMixer", "NonLocalStage", "SpectralDenoiser",
     "check_waveform", "count_parameters", "frame_features", "level", "matched_hidden",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Old names, kept for a while with a DeprecationWarning."""
+    if name == "LocalStage":
+        warnings.warn(f"{__name__}.LocalStage is deprecated: it was renamed LocalConvStage (the "
+                      "audio and time-series adapters had two different classes of that name)",
+                      DeprecationWarning, stacklevel=2)
+        return LocalConvStage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ Example:
 """
 
 from n3seq.ablation import count_parameters, matching_width
+from n3seq.timeseries import model as _model
 from n3seq.timeseries.baselines import (
     linear_interpolation,
     moving_average,
@@ -26,10 +27,10 @@ from n3seq.timeseries.forecast import forecast
 from n3seq.timeseries.metrics import masked_mae, masked_mse
 from n3seq.timeseries.model import (
     DenseStage,
-    LocalStage,
     SeriesModel,
     SeriesN3Stage,
     SeriesNet,
+    TokenConvStage,
 )
 from n3seq.timeseries.peers import (
     HoltWinters,
@@ -59,7 +60,6 @@ __all__ = [
     "TASKS",
     "DenseStage",
     "HoltWinters",
-    "LocalStage",
     "Peer",
     "STLPeer",
     "SavitzkyGolayPeer",
@@ -70,6 +70,7 @@ __all__ = [
     "SeriesSplit",
     "StateSpacePeer",
     "TBATSPeer",
+    "TokenConvStage",
     "WindowTokens",
     "check_padding_mask",
     "count_parameters",
@@ -102,3 +103,10 @@ __all__ = [
     "unfold_windows",
     "window_mask",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Old names, kept for a while with a DeprecationWarning (see :mod:`.model`)."""
+    if name == "LocalStage":
+        return _model.LocalStage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ observed points as extra channels, and predicts the complete clean series.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import torch
@@ -32,8 +33,11 @@ from n3seq.timeseries.windows import (
 MIN_RELATIVE_STD = 1e-6
 
 
-class LocalStage(nn.Module):
-    """Residual 1-D convolution over the token axis: ``h + conv(relu(h))``, padding zeroed."""
+class TokenConvStage(nn.Module):
+    """Residual 1-D convolution over the window tokens: ``h + conv(relu(h))``, padding zeroed.
+
+    (It was called ``LocalStage``, like a different class of the audio adapter.)
+    """
 
     def __init__(self, dim: int, kernel_size: int = 3) -> None:
         super().__init__()
@@ -90,9 +94,9 @@ class SeriesNet(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.window, self.stride, self.use_n3 = window, stride, use_n3
         self.embed = nn.Linear(window * in_channels, width)
-        self.pre = nn.ModuleList(LocalStage(width, kernel_size) for _ in range(depth))
+        self.pre = nn.ModuleList(TokenConvStage(width, kernel_size) for _ in range(depth))
         self.mid = SeriesN3Stage(width, k, radius) if use_n3 else DenseStage(width)
-        self.post = nn.ModuleList(LocalStage(width, kernel_size) for _ in range(depth))
+        self.post = nn.ModuleList(TokenConvStage(width, kernel_size) for _ in range(depth))
         self.head = nn.Linear(width, window * out_channels)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -274,3 +278,13 @@ class SeriesModel(nn.Module):
             y = y * mask[..., None]
             quant = None if quant is None else quant * mask[..., None, None]
         return y, quant
+
+
+def __getattr__(name: str) -> object:
+    """Old names, kept for a while with a DeprecationWarning."""
+    if name == "LocalStage":
+        warnings.warn(f"{__name__}.LocalStage is deprecated: it was renamed TokenConvStage (the "
+                      "audio and time-series adapters had two different classes of that name)",
+                      DeprecationWarning, stacklevel=2)
+        return TokenConvStage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -309,3 +309,10 @@ def test_model_config_type_and_later_changes_are_checked():
     config.n_fft = 1  # a dataclass field changed after construction
     with pytest.raises(ValueError, match="n_fft must be an even number"):
         SpectralDenoiser(config)
+
+
+def test_old_local_stage_name_warns_and_gives_the_renamed_class():
+    import n3seq.audio.model as audio_model
+
+    with pytest.warns(DeprecationWarning, match="renamed LocalConvStage"):
+        assert audio_model.LocalStage is audio_model.LocalConvStage

@@ -91,3 +91,12 @@ def test_errors(batch):
         SeriesModel(1, k=4, radius=1)
     with pytest.raises(ValueError, match=r"stride must be <= window"):
         SeriesModel(1, window=2, stride=4)
+
+
+def test_old_local_stage_name_warns_and_gives_the_renamed_class():
+    import n3seq.timeseries as ts
+    import n3seq.timeseries.model as ts_model
+
+    for module in (ts, ts_model):
+        with pytest.warns(DeprecationWarning, match="renamed TokenConvStage"):
+            assert module.LocalStage is ts_model.TokenConvStage
