@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 import n3seq
-from n3seq.aggregate import CHUNK_ELEMENTS
+from n3seq.aggregate import CHUNK_ELEMENTS, global_scores
 from n3seq.approximate import approx_knn_aggregate
 from n3seq.reference import continuous_knn_reference
 
@@ -34,11 +34,11 @@ def _sets(n: int, e: int, f: int, device: str, grad: bool) -> tuple[Tensor, Tens
 def hard_knn_global(query: Tensor, keys: Tensor, values: Tensor, k: int,
                     chunk: int = 1 << 22) -> Tensor:
     """Hard kNN baseline: matmul distances + top-k + gather, chunked over queries."""
-    norms = keys.square().sum(-1)[:, None, :]
+    norms = keys.square().sum(-1)
     step = max(1, chunk // keys.shape[1])
     out = []
     for s in range(0, query.shape[1], step):
-        scores = torch.baddbmm(-norms, query[:, s:s + step], keys.transpose(1, 2), alpha=2.0)
+        scores = global_scores(query[:, s:s + step], keys, norms)
         idx = scores.topk(k, dim=-1).indices  # (1, n, k)
         out.append(values[0][idx[0]][None])
     return torch.cat(out, dim=1)
@@ -47,8 +47,7 @@ def hard_knn_global(query: Tensor, keys: Tensor, values: Tensor, k: int,
 def naive_relaxation(query: Tensor, keys: Tensor, values: Tensor, k: int,
                      temperature: float) -> Tensor:
     """Naive baseline: the full N × M score matrix and k full weight matrices at once."""
-    scores = torch.baddbmm(-keys.square().sum(-1)[:, None, :], query, keys.transpose(1, 2),
-                           alpha=2.0)
+    scores = global_scores(query, keys)
     w = continuous_knn_reference(scores, k, temperature)  # (1, N, k, M)
     return torch.matmul(w.flatten(1, 2), values).unflatten(1, (query.shape[1], k))
 
@@ -65,13 +64,13 @@ def matmul_floor(query: Tensor, keys: Tensor, values: Tensor, weights: Tensor,
     (query, candidate) and round — the softmax numerators, the least transcendental work of
     a log-space relaxation at a general temperature.
     """
-    norms = keys.square().sum(-1)[:, None, :]
+    norms = keys.square().sum(-1)
     step = min(query.shape[1], max(1, CHUNK_ELEMENTS // keys.shape[1]))
     k = weights.shape[1] // step
     out = []
     for s in range(0, query.shape[1], step):
         q = query[:, s:s + step]
-        torch.baddbmm(-norms, q, keys.transpose(1, 2), alpha=2.0)
+        global_scores(q, keys, norms)
         if logits is not None:
             w = weights[:, : q.shape[1] * k].view(1, q.shape[1], k, -1)
             for j in range(k):

@@ -1,6 +1,6 @@
 r"""Fused k-round relaxation with a hand-derived backward (the fast path of the core).
 
-Same function as :func:`n3seq.relaxation.continuous_knn_unchecked`, computed with fewer passes
+Same function as :func:`n3seq.relaxation.straightforward_continuous_knn`, computed with fewer passes
 over the (rows × candidates) matrices. Per round, with ``L`` the logits shifted so that the
 row maximum (index ``a``) is 0, ``P = exp(L)`` with ``P_a`` set to 0, ``S_o = Σ P`` and
 ``S = 1 + S_o``:
@@ -218,7 +218,7 @@ def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
 def fused_continuous_knn(
     scores: Tensor, k: int, temperature: Tensor, mask: Tensor | None = None
 ) -> Tensor:
-    """Drop-in for :func:`n3seq.relaxation.continuous_knn_unchecked` (no input checks).
+    """Drop-in for :func:`n3seq.relaxation.straightforward_continuous_knn` (no input checks).
 
     Args:
         scores: ``(..., O)`` floating scores.

@@ -1,5 +1,10 @@
 """Soft k-nearest-neighbour aggregation over token sets: ``(B, N, E)`` queries → ``(B, N, k, F)``.
 
+The computation is three stages per chunk of queries: scores and their validity
+(:func:`global_scores` or :func:`candidate_scores`, :func:`validity`), the relaxation
+(:func:`n3seq.relaxation.relax`), the weighted sums (:func:`weighted_sum`); the stage
+functions take checked inputs and do no checks of their own.
+
 Queries are processed in chunks; under autograd each chunk is recomputed in backward
 (checkpointed, or by the candidates path's own backward), so the k weight matrices of a chunk
 are not stored for every query. Peak memory is then the output, the gradients and one chunk's
@@ -22,7 +27,6 @@ supported).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,28 +52,16 @@ from n3seq._checks import (
     fetch,
     meta_aware,
     no_autocast,
-    plain_path,
     raise_non_finite,
     safe_temperature,
     tracing,
 )
-from n3seq._fused import fused_continuous_knn, fused_knn_sums
-from n3seq.relaxation import SCRIPT_UNSUPPORTED, continuous_knn_unchecked
+from n3seq._fused import fused_knn_sums
+from n3seq.relaxation import SCRIPT_UNSUPPORTED, RelaxationBackend, choose_relaxation, relax
 
 #: Elements of one chunk's (queries × candidates) score matrix; about 4 MiB in float32, so that
 #: a chunk's k rounds run in cache (larger chunks were slower on CPU, not faster).
 CHUNK_ELEMENTS = 1 << 20
-
-
-#: Internal switch between the fused relaxation (``n3seq._fused``, fast) and the straightforward
-#: one (``continuous_knn_unchecked``); tests check that both give the same results.
-_USE_FUSED = True
-
-
-def _relax(scores: Tensor, k: int, t: Tensor, valid: Tensor | None) -> Tensor:
-    if _USE_FUSED and not plain_path():
-        return fused_continuous_knn(scores, k, t, valid)
-    return continuous_knn_unchecked(scores, k, t, valid)
 
 
 def window_candidates(
@@ -209,7 +201,7 @@ def _validate(
     if check_candidates:
         _check_candidate_values(candidates, m)
     if mask is not None or exclude_self:
-        valid = _candidate_mask(candidates, mask, exclude_self, 0, b)
+        valid = validity(candidates, mask, exclude_self, 0, b)
         check_enough_candidates(valid.sum(-1), k, "candidates after mask/exclude_self")
     return k, exclude_self, chunk_size
 
@@ -253,10 +245,77 @@ def _check_candidate_values(candidates: Tensor, m: int) -> None:
         )
 
 
-def _candidate_mask(
-    idx: Tensor, mask: Tensor | None, exclude_self: bool, offset: int, batch: int
+# ---------------------------------------------------------------------------------------------
+# The three stages of the aggregation, for one chunk of queries: scores + validity → relax →
+# weighted sum. Shared by the chunked paths, their backward, the approximate mode, the image
+# block's reference path and the benchmarks.
+
+
+def global_scores(query: Tensor, keys: Tensor, key_norms: Tensor | None = None) -> Tensor:
+    """``−‖q − x‖² + ‖q‖²`` of every query against every key, ``(B, n, M)``, by one ``baddbmm``.
+
+    ``‖q‖²`` is constant per query: it changes neither a softmax round nor a top-k, and leaving
+    it out saves a pass. No checks.
+
+    Args:
+        query: ``(B, n, E)``.
+        keys: ``(B, M, E)``.
+        key_norms: ``‖x‖²`` of the keys ``(B, M)``, when the caller has them already.
+    """
+    if key_norms is None:
+        key_norms = keys.square().sum(-1)
+    return torch.baddbmm(-key_norms[:, None, :], query, keys.transpose(1, 2), alpha=2.0)
+
+
+def candidate_scores(
+    query: Tensor, keys: Tensor, idx: Tensor, work: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``−‖q − x‖²`` of each query's candidates, from their differences (exact; no checks).
+
+    Args:
+        query: ``(B, n, E)``.
+        keys: ``(B, M, E)``.
+        idx: ``(B or 1, n, O)`` key indices.
+        work: optional ``(2, ≥ B·n·O·E)`` workspace; the gathered keys, the differences (in
+            ``work[1]``) and their squares are then written there instead of new tensors.
+
+    Returns:
+        The scores ``(B, n, O)`` and the differences ``q − x`` ``(B, n, O, E)`` (a view of
+        ``work[1]`` with ``work``; the backward reuses them).
+    """
+    if work is None:
+        diff = query[:, :, None, :] - _gather_tokens(keys, idx)
+        return -diff.square().sum(-1), diff
+    b, n, e = query.shape
+    diff = torch.sub(query[:, :, None, :], _gather_tokens(keys, idx, work[0]),
+                     out=_view(work[1], b, n, idx.shape[2], e))
+    return -torch.square(diff, out=_view(work[0], *diff.shape)).sum(-1), diff
+
+
+def all_keys(num_keys: int, device: torch.device) -> Tensor:
+    """The candidates ``(1, 1, M)`` of a global search, for :func:`validity`."""
+    return torch.arange(num_keys, device=device)[None, None]
+
+
+def validity(
+    idx: Tensor, mask: Tensor | None, exclude_self: bool, offset: int, batch: int,
+    num_queries: int | None = None,
 ) -> Tensor | None:
-    """Validity (B, n, O) of candidate indices ``idx`` for queries ``offset … offset + n``."""
+    """Which candidates a chunk of queries may choose: key padding and the query itself.
+
+    Args:
+        idx: ``(B or 1, n, O)`` candidate key indices of queries ``offset … offset + n − 1``,
+            or :func:`all_keys` ``(1, 1, M)`` for every key.
+        mask: key padding mask ``(B or 1, M)``, ``True`` = real token, or None.
+        exclude_self: whether query ``i`` may not choose key ``i``.
+        offset: index of the chunk's first query.
+        batch: B.
+        num_queries: n, when ``idx`` is :func:`all_keys` (else ``idx.shape[1]``).
+
+    Returns:
+        A bool tensor broadcastable to the scores ``(B, n, O)`` (``True`` = valid), or None
+        when every candidate is valid.
+    """
     valid = None
     if mask is not None:
         mask = mask.expand(batch, -1)
@@ -264,10 +323,27 @@ def _candidate_mask(
             batch, *idx.shape[1:]
         )
     if exclude_self:
-        rows = torch.arange(offset, offset + idx.shape[1], device=idx.device)
+        n = idx.shape[1] if num_queries is None else num_queries
+        rows = torch.arange(offset, offset + n, device=idx.device)
         not_self = idx != rows[:, None]
         valid = not_self.expand(batch, -1, -1) if valid is None else valid & not_self
     return valid
+
+
+def weighted_sum(weights: Tensor, values: Tensor, idx: Tensor | None = None,
+                 work: Tensor | None = None) -> Tensor:
+    """The k weighted sums ``(B, n, k, F)`` of the values of each query's candidates.
+
+    Args:
+        weights: ``(B, n, k, O)``.
+        values: ``(B, M, F)``.
+        idx: ``(B or 1, n, O)`` key indices, or None for all M keys (``O = M``).
+        work: optional 1-D buffer (``≥ B·n·O·F``) for the gathered values.
+    """
+    if idx is None:
+        n, k = weights.shape[1:3]
+        return torch.matmul(weights.flatten(1, 2), values).unflatten(1, (n, k))
+    return torch.einsum("bnko,bnof->bnkf", weights, _gather_tokens(values, idx, work))
 
 
 def _view(buffer: Tensor, *shape: int) -> Tensor:
@@ -288,76 +364,85 @@ def _gather_tokens(x: Tensor, idx: Tensor, buffer: Tensor | None = None) -> Tens
     )
 
 
-def _chunk_global(
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
+
+
+def _chunk(
     q: Tensor, keys: Tensor, values: Tensor, t: Tensor, *, k: int, offset: int,
-    mask: Tensor | None, exclude_self: bool,
+    idx: Tensor | None, mask: Tensor | None, exclude_self: bool, backend: RelaxationBackend,
+    work: Tensor | None = None,
 ) -> Tensor:
-    # −‖q − x‖² up to −‖q‖², which is constant per query and cancels in every softmax round.
-    scores = torch.baddbmm(
-        -keys.square().sum(-1)[:, None, :], q, keys.transpose(1, 2), alpha=2.0
-    )
-    valid = None
-    if mask is not None:
-        valid = mask.expand(q.shape[0], -1)[:, None, :]
-    if exclude_self:
-        cols = torch.arange(keys.shape[1], device=q.device)
-        rows = torch.arange(offset, offset + q.shape[1], device=q.device)
-        not_self = (rows[:, None] != cols[None, :])[None]
-        valid = not_self if valid is None else valid & not_self
+    """One chunk of queries ``offset …`` through the three stages; ``t`` is ``(B, n)``.
+
+    ``idx`` None searches every key. ``work`` (no autograd, candidates only) is the workspace
+    of :func:`candidate_scores` and :func:`weighted_sum`.
+    """
+    if idx is None:
+        scores = global_scores(q, keys)
+        valid = validity(all_keys(keys.shape[1], q.device), mask, exclude_self, offset,
+                         q.shape[0], q.shape[1])
+    else:
+        scores = candidate_scores(q, keys, idx, work)[0]
+        valid = validity(idx, mask, exclude_self, offset, q.shape[0])
     if valid is not None:
         valid = valid.expand_as(scores)
-    needs_grad = torch.is_grad_enabled() and any(
-        x.requires_grad for x in (scores, values, t))
-    if _USE_FUSED and not needs_grad:
+    if idx is None and backend == "fused" and not _needs_grad(scores, values, t):
+        # Relaxation and weighted sum in one pass: the k weight matrices are never all held.
         return fused_knn_sums(scores, k, t[..., None], values, valid)
-    w = _relax(scores, k, t[..., None], valid)  # (B, n, k, M)
-    return torch.matmul(w.flatten(1, 2), values).unflatten(1, (q.shape[1], k))
+    weights = relax(scores, k, t[..., None], valid, backend)  # (B, n, k, O)
+    return weighted_sum(weights, values, idx, None if work is None else work[0])
 
 
-def _chunk_candidates(
-    q: Tensor, keys: Tensor, values: Tensor, t: Tensor, *, k: int, offset: int,
-    idx: Tensor, mask: Tensor | None, exclude_self: bool,
-) -> Tensor:
-    cand_keys = _gather_tokens(keys, idx)  # (B, n, O, E)
-    scores = -(q[:, :, None, :] - cand_keys).square().sum(-1)
-    valid = _candidate_mask(idx, mask, exclude_self, offset, q.shape[0])
-    w = _relax(scores, k, t[..., None], valid)  # (B, n, k, O)
-    return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
-
-
-def _aggregate_candidates(
-    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, idx: Tensor, k: int, step: int,
-    mask: Tensor | None, exclude_self: bool,
-) -> Tensor:
-    """:func:`_chunk_candidates` chunk by chunk, into one result and one reused workspace.
-
-    Without it, per-chunk temporaries and long-lived chunk outputs fragment the heap (or the
-    heap is trimmed and grown again each chunk, page-faulting).
-    """
+def _workspace(query: Tensor, values: Tensor, idx: Tensor, step: int) -> Tensor:
+    """The two buffers of :func:`candidate_scores` / :func:`weighted_sum` for a chunk."""
     b, n, e = query.shape
-    o, f = idx.shape[2], values.shape[2]
-    out = query.new_empty(b, n, k, f)
-    work = query.new_empty(2, b * min(step, n) * o * max(e, f))
+    return query.new_empty(2, b * min(step, n) * idx.shape[2] * max(e, values.shape[2]))
+
+
+def _chunks(
+    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, k: int, idx: Tensor | None,
+    mask: Tensor | None, exclude_self: bool, step: int, backend: RelaxationBackend,
+    needs_grad: bool,
+) -> Tensor:
+    """The chunk loop: :func:`_chunk` over queries ``0 … N − 1`` in chunks of ``step``.
+
+    Under autograd each chunk is checkpointed (recomputed in backward). Without it the chunks
+    are written into one preallocated result, and the candidates path reuses one workspace:
+    many small long-lived outputs between the large per-chunk temporaries fragment the heap
+    (or it is trimmed and grown again each chunk, page-faulting).
+    """
+    b, n, _ = query.shape
+    # The straightforward backend writes no buffers in place (torch.func transforms refuse it).
+    work = None if idx is None or needs_grad or backend != "fused" else \
+        _workspace(query, values, idx, step)
+    options = {"k": k, "mask": mask, "exclude_self": exclude_self, "backend": backend}
+    if step >= n:  # sliced as the chunks are: the same autograd graph, the same sums
+        return _chunk(query[:, 0:n], keys, values, t[:, 0:n], offset=0, idx=idx, work=work,
+                      **options)
+    out = None if needs_grad else query.new_empty(b, n, k, values.shape[2])
+    outputs = []
     for start in range(0, n, step):
         stop = min(start + step, n)
-        i = idx[:, start:stop]
-        diff = torch.sub(query[:, start:stop, None, :], _gather_tokens(keys, i, work[0]),
-                         out=_view(work[1], b, stop - start, o, e))
-        scores = -diff.square_().sum(-1)
-        valid = _candidate_mask(i, mask, exclude_self, start, b)
-        w = _relax(scores, k, t[:, start:stop, None], valid)  # (B, n, k, O)
-        out[:, start:stop] = torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, i, work[0]))
-    return out
+        args = (query[:, start:stop], keys, values, t[:, start:stop])
+        options["idx"] = None if idx is None else idx[:, start:stop]
+        if out is None:
+            outputs.append(checkpoint(_chunk, *args, use_reentrant=False, offset=start,
+                                      **options))
+        else:
+            out[:, start:stop] = _chunk(*args, offset=start, work=work, **options)
+    return torch.cat(outputs, dim=1) if out is None else out
 
 
 class _CandidateAggregate(torch.autograd.Function):
-    """:func:`_aggregate_candidates` with a backward that recomputes each chunk.
+    """:func:`_chunks` over candidates (fused relaxation) with a backward that recomputes each
+    chunk.
 
-    Like checkpointing :func:`_chunk_candidates` per chunk, except that the candidates'
-    gradients are scatter-added into one gradient of the keys and one of the values (autograd
-    would make a zero-filled ``(B, M, D)`` tensor per chunk and gathered tensor) and that the
-    large temporaries live in one workspace: memory stays the output, the gradients and one
-    chunk's working set (peak RSS was ~14× the output in forward + backward).
+    Like checkpointing :func:`_chunk` per chunk, except that the candidates' gradients are
+    scatter-added into one gradient of the keys and one of the values (autograd would make a
+    zero-filled ``(B, M, D)`` tensor per chunk and gathered tensor) and that the large
+    temporaries live in one workspace: memory stays the output, the gradients and one chunk's
+    working set (peak RSS was ~14× the output in forward + backward).
     """
 
     @staticmethod
@@ -367,7 +452,8 @@ class _CandidateAggregate(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(query, keys, values, t, idx, mask)
         ctx.k, ctx.step, ctx.exclude_self = k, step, exclude_self
-        return _aggregate_candidates(query, keys, values, t, idx, k, step, mask, exclude_self)
+        return _chunks(query, keys, values, t, k, idx, mask, exclude_self, step, "fused",
+                       needs_grad=False)
 
     @staticmethod
     @once_differentiable
@@ -376,24 +462,22 @@ class _CandidateAggregate(torch.autograd.Function):
         need_q, need_k, need_v, need_t = ctx.needs_input_grad[:4]
         need_w = need_q or need_k or need_t
         b, n, e = query.shape
-        o, f, step = idx.shape[2], values.shape[2], ctx.step
+        f, step = values.shape[2], ctx.step
         gq = torch.zeros_like(query) if need_q else None
         gk = torch.zeros_like(keys) if need_k else None
         gv = torch.zeros_like(values) if need_v else None
         gt = t.new_zeros(t.shape) if need_t else None
-        work = query.new_empty(2, b * min(step, n) * o * max(e, f))
+        work = _workspace(query, values, idx, step)
         for start in range(0, n, step):
             stop = min(start + step, n)
             i = idx[:, start:stop]
             flat = i.expand(b, -1, -1).flatten(1)[..., None]
-            diff = torch.sub(query[:, start:stop, None, :], _gather_tokens(keys, i, work[0]),
-                             out=_view(work[1], b, stop - start, o, e))
-            scores = -torch.square(diff, out=_view(work[0], *diff.shape)).sum(-1)
+            scores, diff = candidate_scores(query[:, start:stop], keys, i, work)
             scores.requires_grad_(need_q or need_k)
             tc = t[:, start:stop, None].detach().requires_grad_(need_t)
-            valid = _candidate_mask(i, mask, ctx.exclude_self, start, b)
+            valid = validity(i, mask, ctx.exclude_self, start, b)
             with torch.enable_grad():
-                w = _relax(scores, ctx.k, tc, valid)
+                w = relax(scores, ctx.k, tc, valid, "fused")
             cand_values = _gather_tokens(values, i, work[0])
             go = grad[:, start:stop]
             gw = torch.matmul(go, cand_values.transpose(-1, -2)) if need_w else None
@@ -427,6 +511,7 @@ def knn_aggregate(
     mask: Tensor | None = None,
     exclude_self: bool = False,
     chunk_size: int | None = None,
+    backend: RelaxationBackend = "fused",
 ) -> Tensor:
     r"""Soft k-nearest-neighbour aggregation (the N³ aggregation step).
 
@@ -451,6 +536,11 @@ def knn_aggregate(
             i.e. token n of the queries is token n of the keys); a bool.
         chunk_size: queries per chunk, an int >= 1; default keeps a chunk's score matrix
             near :data:`CHUNK_ELEMENTS` elements.
+        backend: ``"fused"`` (default: chunked queries, the fused relaxation of
+            :mod:`n3seq._fused`, memory of one chunk) or ``"straightforward"`` (all queries at
+            once with the readable relaxation and plain autograd; ``chunk_size`` is ignored);
+            both compute the same function. Where the fused one cannot run
+            (:func:`~n3seq.relaxation.can_run_fused`) the straightforward one runs.
 
     Returns:
         Aggregated neighbours ``(B, N, k, F)`` in the dtype of ``values`` (empty when B or N
@@ -459,10 +549,10 @@ def knn_aggregate(
     Raises:
         TypeError: for a non-tensor or non-floating input, a non-int ``k``/``chunk_size``,
             a non-bool ``exclude_self`` or ``mask``, or non-integer ``candidates``.
-        ValueError: for mismatched shapes, ``k`` above the (valid) candidates of a query,
-            candidate indices out of range or repeated, a NaN/inf in the queries or in valid
-            keys/values (naming the argument and the first bad index), or a temperature
-            that is not positive and finite.
+        ValueError: for an unknown ``backend``, mismatched shapes, ``k`` above the (valid)
+            candidates of a query, candidate indices out of range or repeated, a NaN/inf in
+            the queries or in valid keys/values (naming the argument and the first bad
+            index), or a temperature that is not positive and finite.
         OverflowError: if float64 features are so large that their squared distances
             overflow float64.
 
@@ -480,7 +570,7 @@ def knn_aggregate(
     k, exclude_self, chunk_size = _validate(query, keys, values, k, candidates, mask,
                                             exclude_self, chunk_size)
     return _knn_aggregate(query, keys, values, k, temperature, candidates, mask, exclude_self,
-                          chunk_size)
+                          chunk_size, backend=backend)
 
 
 #: Names of query, keys, values and temperature in messages.
@@ -558,36 +648,6 @@ def _prepare(
         dtype = torch.float64
 
 
-def _plain_aggregate(
-    query: Tensor, keys: Tensor, values: Tensor, t: Tensor, k: int,
-    candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
-) -> Tensor:
-    """All queries at once with the straightforward relaxation: the ``torch.func`` path.
-
-    No chunking, no custom backward, no in-place updates of inputs: composable with
-    ``vmap``/``grad``/``jacrev`` (memory is that of the full ``(B, N, k, O)`` weights).
-    """
-    b, n, _ = query.shape
-    if candidates is None:
-        scores = torch.baddbmm(
-            -keys.square().sum(-1)[:, None, :], query, keys.transpose(1, 2), alpha=2.0
-        )
-        valid = None
-        if mask is not None:
-            valid = mask.expand(b, -1)[:, None, :].expand_as(scores)
-        if exclude_self:
-            eye = torch.eye(n, dtype=torch.bool, device=query.device)[None]
-            valid = ~eye.expand_as(scores) if valid is None else valid & ~eye
-        w = continuous_knn_unchecked(scores, k, t[..., None], valid)
-        return torch.matmul(w.flatten(1, 2), values).unflatten(1, (n, k))
-    idx = candidates.long()
-    cand_keys = _gather_tokens(keys, idx)
-    scores = -(query[:, :, None, :] - cand_keys).square().sum(-1)
-    valid = _candidate_mask(idx, mask, exclude_self, 0, b)
-    w = continuous_knn_unchecked(scores, k, t[..., None], valid)
-    return torch.einsum("bnko,bnof->bnkf", w, _gather_tokens(values, idx))
-
-
 def _empty_result(
     query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor
 ) -> Tensor:
@@ -606,77 +666,50 @@ def _knn_aggregate(
     query: Tensor, keys: Tensor, values: Tensor, k: int, temperature: float | Tensor,
     candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
     chunk_size: int | None, names: tuple[str, str, str, str] = _NAMES,
+    backend: str = "fused",
 ) -> Tensor:
     """:func:`knn_aggregate` after :func:`_validate` (internal callers with checked arguments).
 
     ``names`` name query, keys, values and temperature in messages.
     """
+    backend = choose_relaxation(backend)
     b, n, _ = query.shape
     if b * n == 0:
         return _empty_result(query, keys, values, k, temperature)
     out_dtype = values.dtype
     query, keys, values, t = _prepare(query, keys, values, k, temperature, mask, names)
-    return _compute(query, keys, values, t, k, candidates, mask, exclude_self,
-                    chunk_size).to(out_dtype)
+    return _compute(query, keys, values, t, k, candidates, mask, exclude_self, chunk_size,
+                    backend).to(out_dtype)
 
 
 def _compute(
     query: Tensor, keys: Tensor, values: Tensor, t: Tensor, k: int,
     candidates: Tensor | None, mask: Tensor | None, exclude_self: bool,
-    chunk_size: int | None,
+    chunk_size: int | None, backend: RelaxationBackend,
 ) -> Tensor:
-    """The aggregation of :func:`_prepare`'d inputs, in their dtype."""
+    """The aggregation of :func:`_prepare`'d inputs, in their dtype, by a chosen ``backend``.
+
+    ``"fused"`` runs in chunks of queries (about :data:`CHUNK_ELEMENTS` scores each), with
+    the candidates' own backward under autograd; ``"straightforward"`` (the ``torch.func``
+    path: no custom backward, no checkpointing, no in-place updates) takes all queries at
+    once, holding the full ``(B, N, k, O)`` weights.
+    """
     b, n, _ = query.shape
-    if plain_path():
-        return _plain_aggregate(query, keys, values, t, k, candidates, mask, exclude_self)
-
-    if candidates is None:
-        per_query = keys.shape[1]
-        chunk_fn: Callable[..., Tensor] = _chunk_global
-    else:
+    if candidates is not None:
         candidates = candidates.long()
-        per_query = candidates.shape[2] * (1 + (query.shape[2] + values.shape[2]) // 8)
-        chunk_fn = _chunk_candidates
-    step = chunk_size or max(1, CHUNK_ELEMENTS // max(1, b * per_query))
-    needs_grad = torch.is_grad_enabled() and any(
-        x.requires_grad for x in (query, keys, values, t)
-    )
-
-    if candidates is not None and step < n:
-        args = (query, keys, values, t, candidates, k, step, mask, exclude_self)
-        with no_autocast(query.device):
-            if needs_grad:
-                out = _CandidateAggregate.apply(*args)
-            else:
-                out = _aggregate_candidates(*args)
-        return out
-    outputs = []
-    # Without autograd the chunks are written into one preallocated result: many small
-    # long-lived chunk outputs between the large per-chunk temporaries fragment the heap.
-    result = None
-    if not needs_grad and step < n:
-        result = query.new_empty(b, n, k, values.shape[2])
-    with no_autocast(query.device):
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            extra = {"k": k, "offset": start, "mask": mask, "exclude_self": exclude_self}
-            if candidates is not None:
-                extra["idx"] = candidates[:, start:stop]
-            args = (query[:, start:stop], keys, values, t[:, start:stop])
-            if needs_grad and step < n:
-                out = checkpoint(chunk_fn, *args, use_reentrant=False, **extra)
-            else:
-                out = chunk_fn(*args, **extra)
-            if result is not None:
-                result[:, start:stop] = out
-                del out
-            else:
-                outputs.append(out)
-    if result is not None:
-        out = result
+    if backend == "straightforward":
+        step = n
     else:
-        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-    return out
+        per_query = keys.shape[1] if candidates is None else \
+            candidates.shape[2] * (1 + (query.shape[2] + values.shape[2]) // 8)
+        step = chunk_size or max(1, CHUNK_ELEMENTS // max(1, b * per_query))
+    needs_grad = _needs_grad(query, keys, values, t)
+    with no_autocast(query.device):
+        if candidates is not None and needs_grad and step < n:
+            return _CandidateAggregate.apply(query, keys, values, t, candidates, k, step, mask,
+                                             exclude_self)
+        return _chunks(query, keys, values, t, k, candidates, mask, exclude_self, step,
+                       backend, needs_grad)
 
 
 class KNNAggregate(nn.Module):

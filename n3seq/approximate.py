@@ -50,12 +50,19 @@ from n3seq._checks import (
     data_checks,
     fetch,
     meta_aware,
-    plain_path,
     raise_non_finite,
     tracing,
 )
-from n3seq._fused import fused_continuous_knn
-from n3seq.aggregate import _compute, _empty_result, _prepare, _validate
+from n3seq.aggregate import (
+    _compute,
+    _empty_result,
+    _prepare,
+    _validate,
+    all_keys,
+    global_scores,
+    validity,
+)
+from n3seq.relaxation import choose_relaxation, relax
 
 Backend = Literal["torch", "faiss"]
 
@@ -155,12 +162,11 @@ def _chunk_scores(
     exclude_self: bool,
 ) -> Tensor:
     """−‖q − x‖² + ‖q‖² for a chunk of queries; invalid candidates get −inf."""
-    scores = torch.baddbmm(-key_norms[:, None, :], q, keys.transpose(1, 2), alpha=2.0)
-    if mask is not None:
-        scores.masked_fill_(~mask.expand(q.shape[0], -1)[:, None, :], float("-inf"))
-    if exclude_self:
-        rows = torch.arange(q.shape[1], device=q.device)
-        scores[:, rows, rows + offset] = float("-inf")
+    scores = global_scores(q, keys, key_norms)
+    valid = validity(all_keys(keys.shape[1], q.device), mask, exclude_self, offset, q.shape[0],
+                     q.shape[1])
+    if valid is not None:
+        scores.masked_fill_(~valid, float("-inf"))
     return scores
 
 
@@ -205,7 +211,7 @@ def _preselect_faiss(
                                 num + extra)
         idx = kept.cpu()[torch.from_numpy(found).long()]  # (N, num + extra) key indices
         if exclude_self:
-            is_self = idx == torch.arange(n)[:, None]
+            is_self = ~validity(idx[None], None, True, 0, 1)[0]
             # Drop the query itself where found, else the last (worst) hit.
             drop = torch.where(is_self.any(1), is_self.int().argmax(1), torch.tensor(num))
             keep = torch.ones_like(idx, dtype=torch.bool)
@@ -337,7 +343,8 @@ def approx_knn_aggregate(
         or (isinstance(temperature, Tensor) and temperature.requires_grad)
     )
     q, kk, v, t = _prepare(query, keys, values, k, temperature, mask)
-    if backend == "torch" and not needs_grad and not plain_path():
+    relaxation = choose_relaxation()
+    if backend == "torch" and not needs_grad and relaxation == "fused":
         return _approx_inference(q, kk, v, t, k, num_candidates, mask, exclude_self,
                                  chunk_size).to(values.dtype)
     with torch.no_grad():
@@ -347,7 +354,7 @@ def approx_knn_aggregate(
             q32, k32 = _prepare_search(query, keys, mask, float32_only=True)
             candidates = _preselect_faiss(q32, k32, num_candidates, mask, exclude_self)
     # The pre-selection enforced mask and exclude_self: distinct, valid candidates only.
-    return _compute(q, kk, v, t, k, candidates, None, False, None).to(values.dtype)
+    return _compute(q, kk, v, t, k, candidates, None, False, None, relaxation).to(values.dtype)
 
 
 @torch.no_grad()
@@ -370,7 +377,7 @@ def _approx_inference(
     for start in range(0, n, step):
         top = _chunk_scores(query[:, start:start + step], keys, norms, start, mask,
                             exclude_self).topk(num, dim=-1)
-        w = fused_continuous_knn(top.values, k, t[:, start:start + step, None])
+        w = relax(top.values, k, t[:, start:start + step, None], None, "fused")
         # Rows of the flattened (B·M, F) values: a row copy per index, much faster on CPU
         # than gather with an index expanded over F.
         rows = (top.indices + offsets).flatten()

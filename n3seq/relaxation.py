@@ -34,7 +34,8 @@ refuse it with a clear error; use ``torch.compile`` or ``torch.export``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +58,7 @@ from n3seq._checks import (
     safe_temperature,
     tracing,
 )
+from n3seq._dispatch import choose_backend
 from n3seq._fused import fused_continuous_knn
 
 #: Raised by the modules' ``__prepare_scriptable__``: TorchScript cannot compile n3seq.
@@ -107,10 +109,23 @@ class _Reciprocal(torch.autograd.Function):
         return -(grad * inv_t) * inv_t
 
 
-def continuous_knn_unchecked(
+#: The implementations of the relaxation, in order of preference (see :func:`choose_relaxation`).
+RELAXATION_BACKENDS = ("fused", "straightforward")
+RelaxationBackend = Literal["fused", "straightforward"]
+
+#: Where the temperature enters: ``"paper"`` divides every round's logits by ``t``;
+#: ``"official"`` (the N³ authors' released code) divides the scores once and runs at ``t = 1``.
+Placement = Literal["official", "paper"]
+
+
+def straightforward_continuous_knn(
     scores: Tensor, k: int, temperature: Tensor, mask: Tensor | None = None
 ) -> Tensor:
-    """:func:`continuous_knn` without input checks or dtype handling (for internal callers)."""
+    """The relaxation as written in the paper, in log space: the readable definition.
+
+    No input checks, no dtype handling; plain autograd (composable with ``torch.func``).
+    :mod:`n3seq._fused` computes the same function faster (the ``"fused"`` backend).
+    """
     inv_t = _Reciprocal.apply(temperature)
     if mask is None:
         logits = scores * inv_t
@@ -124,6 +139,77 @@ def continuous_knn_unchecked(
         if j + 1 < k:
             logits = logits + _log1m_softmax(log_w) * inv_t
     return torch.stack(weights, dim=-2)
+
+
+def can_run_fused() -> bool:
+    """Whether the ``"fused"`` relaxation (:mod:`n3seq._fused`) can run now.
+
+    Not inside ``torch.func`` transforms (its hand-written backward has no transform rules),
+    under ``torch.jit.trace`` (it branches on tensor values, which a trace would freeze) or on
+    ``meta`` tensors (no values); the ``"straightforward"`` one runs everywhere.
+    """
+    return not plain_path()
+
+
+def choose_relaxation(requested: str = "fused") -> RelaxationBackend:
+    """The relaxation backend to run: ``requested`` where it can run, else ``"straightforward"``.
+
+    Raises:
+        ValueError: if ``requested`` is not one of :data:`RELAXATION_BACKENDS`.
+    """
+    return choose_backend("backend", requested, {"fused": can_run_fused(),
+                                                 "straightforward": True})  # type: ignore
+
+
+def relax(
+    scores: Tensor, k: int, temperature: Tensor, valid: Tensor | None,
+    backend: RelaxationBackend,
+) -> Tensor:
+    """The ``(..., k, O)`` weights by a chosen ``backend`` (no checks; see :func:`relax_scores`)."""
+    if backend == "fused":
+        return fused_continuous_knn(scores, k, temperature, valid)
+    return straightforward_continuous_knn(scores, k, temperature, valid)
+
+
+def relax_scores(
+    scores: Tensor,
+    k: int,
+    temperature: Tensor,
+    valid: Tensor | None = None,
+    *,
+    placement: Placement = "paper",
+    score_transform: Callable[[Tensor], Tensor] | None = None,
+    backend: RelaxationBackend = "fused",
+) -> Tensor:
+    """:func:`continuous_knn` without input checks: the entry for callers that checked theirs.
+
+    Runs in float32 (float64 for float64 scores) with autocast off, whatever the scores' dtype,
+    and returns the weights in that dtype. No host synchronisation; the temperature must be
+    positive and finite with finite logits (no floor is applied here).
+
+    Args:
+        scores: ``(..., O)`` similarities, higher = closer.
+        k: rounds.
+        temperature: positive tensor broadcastable to ``scores[..., :1]``.
+        valid: optional bool ``(..., O)``, ``True`` = valid candidate.
+        placement: ``"paper"`` (``t`` in every round) or ``"official"`` (the authors' code:
+            ``scores / t`` once, then ``t = 1``).
+        score_transform: applied to the scores first (e.g. the authors' batch-norm).
+        backend: the preferred implementation (see :func:`choose_relaxation`).
+
+    Returns:
+        ``(..., k, O)`` weights in the dtype of the (transformed) scores.
+    """
+    backend = choose_relaxation(backend)
+    if score_transform is not None:
+        scores = score_transform(scores)
+    if placement == "official":
+        scores, temperature = scores / temperature, scores.new_ones(())
+    dtype = compute_dtype(scores)
+    t = temperature.to(dtype=dtype, device=scores.device)
+    with no_autocast(scores.device):
+        weights = relax(scores.to(dtype), k, t, valid, backend)
+    return weights.to(scores.dtype)
 
 
 def _validate_scores(
@@ -195,6 +281,8 @@ def continuous_knn(
     k: int,
     temperature: float | Tensor = 1.0,
     mask: Tensor | None = None,
+    *,
+    backend: RelaxationBackend = "fused",
 ) -> Tensor:
     r"""Continuous (soft) k-nearest-neighbour selection weights.
 
@@ -215,6 +303,11 @@ def continuous_knn(
         mask: optional bool tensor broadcastable to ``scores``; ``True`` marks valid
             candidates. Excluded candidates get weight exactly 0 and zero gradient; their
             scores are never inspected (NaN or inf there is fine).
+        backend: ``"fused"`` (default: fewer passes, hand-derived backward) or
+            ``"straightforward"`` (the readable recursion, plain autograd); both compute the
+            same function. Where the fused one cannot run (:func:`can_run_fused`: inside
+            ``torch.func`` transforms, ``torch.jit.trace``, on meta tensors) the
+            straightforward one runs.
 
     Returns:
         Weights of shape ``(..., k, O)``; row ``j`` sums to 1 over the valid candidates.
@@ -223,9 +316,9 @@ def continuous_knn(
     Raises:
         TypeError: if ``scores`` is not a floating-point tensor, ``k`` not an int, ``mask``
             not a bool tensor or ``temperature`` neither a number nor a floating tensor.
-        ValueError: if ``k < 1`` or exceeds the (valid) candidates of a row, a valid score
-            is NaN or inf (the message names the first index), a temperature is not
-            positive and finite, or a shape does not broadcast.
+        ValueError: if ``backend`` is unknown, ``k < 1`` or exceeds the (valid) candidates of
+            a row, a valid score is NaN or inf (the message names the first index), a
+            temperature is not positive and finite, or a shape does not broadcast.
 
     Shape:
         - scores: :math:`(..., O)`
@@ -240,15 +333,13 @@ def continuous_knn(
                  [0., 0., 1.]]])
     """
     k, mask, rows = _validate_scores(scores, k, mask)
+    backend = choose_relaxation(backend)
     if rows == 0:
         as_temperature(temperature, (*scores.shape[:-1], 1))
         return scores.new_zeros(*scores.shape[:-1], k, scores.shape[-1])
     s, t = _prepare(scores, k, temperature, mask)
     with no_autocast(scores.device):
-        if plain_path():
-            weights = continuous_knn_unchecked(s, k, t, mask)
-        else:
-            weights = fused_continuous_knn(s, k, t, mask)
+        weights = relax(s, k, t, mask, backend)
     return weights.to(scores.dtype)
 
 

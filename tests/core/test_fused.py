@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-import n3seq.aggregate as aggregate
 from n3seq import knn_aggregate, window_candidates
 from n3seq._fused import fused_continuous_knn, fused_knn_sums
-from n3seq.relaxation import continuous_knn_unchecked
+from n3seq.relaxation import straightforward_continuous_knn
 
 
 def _problem(seed, shape=(3, 5, 12), temperature=1.0, per_row=True, masked=False):
@@ -39,7 +38,7 @@ def test_equals_straightforward_path(temperature, per_row, masked, k):
     scores, t, mask = _problem(int(temperature * 1000) + k, temperature=temperature,
                                per_row=per_row, masked=masked)
     fast = _value_and_grads(fused_continuous_knn, scores, k, t, mask)
-    slow = _value_and_grads(continuous_knn_unchecked, scores, k, t, mask)
+    slow = _value_and_grads(straightforward_continuous_knn, scores, k, t, mask)
     for name, a, b in zip(("weights", "d/dscores", "d/dtemperature"), fast, slow):
         # Rounding of the two orders of summation grows like 1/t²: compare at the tensor's scale.
         scale = float(b.detach().abs().max())
@@ -61,7 +60,7 @@ def test_underflowed_other_weights():
     scores = torch.tensor([[0.0, -2000.0, -2001.0, -2003.0]], dtype=torch.float64)
     t = torch.tensor([[1.0]], dtype=torch.float64)
     fast = _value_and_grads(fused_continuous_knn, scores, 3, t, None)
-    slow = _value_and_grads(continuous_knn_unchecked, scores, 3, t, None)
+    slow = _value_and_grads(straightforward_continuous_knn, scores, 3, t, None)
     for a, b in zip(fast, slow):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b)
@@ -79,7 +78,7 @@ def test_underflowed_rows_in_float32_match_float64():
     probe = torch.randn(3, 3, 68, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     results = []
     for fn, dtype in ((fused_continuous_knn, torch.float32),
-                      (continuous_knn_unchecked, torch.float64)):
+                      (straightforward_continuous_knn, torch.float64)):
         sc = scores.to(dtype).requires_grad_()
         tt = t.to(dtype).requires_grad_()
         w = fn(sc, 3, tt, mask)
@@ -110,7 +109,7 @@ def test_gradcheck():
 
 
 @pytest.mark.parametrize("mode", ["global", "global-mask-self-chunked", "windows"])
-def test_knn_aggregate_fast_equals_straightforward(monkeypatch, mode):
+def test_knn_aggregate_fast_equals_straightforward(mode):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 24, 6, generator=g, dtype=torch.float64)
     v = torch.randn(2, 24, 3, generator=g, dtype=torch.float64)
@@ -123,11 +122,11 @@ def test_knn_aggregate_fast_equals_straightforward(monkeypatch, mode):
     elif mode == "windows":
         kwargs = {"candidates": window_candidates(24, 4), "chunk_size": 9}
     results = []
-    for fused in (True, False):
-        monkeypatch.setattr(aggregate, "_USE_FUSED", fused)
+    for backend in ("fused", "straightforward"):
         inputs = [x.clone().requires_grad_(), v.clone().requires_grad_(),
                   t.clone().requires_grad_()]
-        out = knn_aggregate(inputs[0], inputs[0], inputs[1], 4, inputs[2], **kwargs)
+        out = knn_aggregate(inputs[0], inputs[0], inputs[1], 4, inputs[2], backend=backend,
+                            **kwargs)
         results.append((out, *torch.autograd.grad(out.square().sum(), inputs)))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
