@@ -107,3 +107,29 @@ def test_gradcheck_unfold_fold_with_mask():
     tok = window_mask(mask, 4, 2)
     assert torch.autograd.gradcheck(
         lambda t: fold_windows(unfold_windows(t, 4, 2) ** 2, 11, 4, 2, tok), (x,))
+
+
+def test_fold_averages_only_over_real_tokens():
+    # Real tokens are non-zero, so dividing by every covering window (padding included)
+    # would show: the steps 2-3 of [3, 3, 3, 3] and a padded [9, ...] must stay 3, not 1.5.
+    tokens = torch.stack([torch.full((4,), 3.0), torch.full((4,), 9.0)])[None]
+    out = fold_windows(tokens, 6, 4, 2, torch.tensor([[True, False]]))[0, :, 0]
+    torch.testing.assert_close(out, torch.tensor([3.0, 3.0, 3.0, 3.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize(("length", "window", "stride"), [(20, 6, 2), (17, 5, 3), (9, 4, 4)])
+def test_masked_fold_is_the_mean_of_the_real_windows(length, window, stride):
+    g = torch.Generator().manual_seed(length)
+    n = num_windows(length, window, stride)
+    tokens = 1.0 + torch.rand(2, n, window * 3, generator=g)
+    mask = torch.rand(2, n, generator=g) > 0.4
+    mask[:, 0] = True
+    out = fold_windows(tokens, length, window, stride, mask)
+    expected = torch.zeros(2, length, 3)
+    for b in range(2):
+        for step in range(length):
+            covering = [tokens[b, j].view(window, 3)[step - j * stride] for j in range(n)
+                        if mask[b, j] and 0 <= step - j * stride < window]
+            if covering:
+                expected[b, step] = torch.stack(covering).mean(0)
+    torch.testing.assert_close(out, expected)
