@@ -13,10 +13,17 @@ For a feature map ``y`` (B, C, H, W) the block
 4. averages ``y``'s candidate patches with each weight vector and folds the k neighbour
    volumes back into images ``z₁ … zₖ``; the output is ``[y, z₁ − y, …, zₖ − y]``.
 
-Two backends give the same result: ``"reference"`` gathers the candidate patches of every
-query (simple, memory-hungry); ``"fast"`` (default) works on tiles of queries with matrix
-products over the tile's shared candidates, and never materialises per-query candidate
-patches.
+Two backends give the same result, chosen per call by :func:`choose_backend_2d` (the
+mechanism of the core, :func:`n3seq._dispatch.choose_backend`): ``"reference"`` is the core
+aggregation with patches as tokens (:func:`n3seq.aggregate.candidate_scores` over
+:func:`~n3seq_image.windows.window_candidates_2d`, :func:`n3seq.relaxation.relax_scores`,
+:func:`n3seq.aggregate.weighted_sum`) folded back into images: simple, memory-hungry (it
+gathers every query's candidate patches). ``"fast"`` (default) runs
+:func:`~n3seq_image.fast2d.tiled_distances` → the same relaxation →
+:func:`~n3seq_image.fast2d.tiled_fold`, matrix products over tiles of queries that share their
+candidates, never materialising per-query candidate patches; it needs the stride to divide the
+patch size, other geometries run the reference. In both, the relaxation runs in float32 (or
+float64) with autocast off.
 """
 
 from __future__ import annotations
@@ -34,11 +41,12 @@ from n3seq._checks import (
     check_int,
     check_module_input,
     check_real,
-    compute_dtype,
     data_checks,
 )
-from n3seq._fused import fused_continuous_knn
-from n3seq_image.fast2d import aggregate_tiled, supports_fast
+from n3seq._dispatch import choose_backend
+from n3seq.aggregate import candidate_scores, weighted_sum
+from n3seq.relaxation import Placement, relax_scores
+from n3seq_image.fast2d import can_run_fast, tile_layout, tiled_distances, tiled_fold
 from n3seq_image.memory_format import is_channels_last
 from n3seq_image.patches import (
     _check_size_args,
@@ -49,8 +57,9 @@ from n3seq_image.patches import (
 )
 from n3seq_image.windows import window_candidates_2d
 
-Placement = Literal["official", "paper"]
 Backend = Literal["fast", "reference"]
+#: The implementations of the image block, in order of preference (see :func:`choose_backend_2d`).
+IMAGE_BACKENDS = ("fast", "reference")
 
 #: Elements of one chunk's gathered candidates in the reference backend (~64 MiB float32).
 REFERENCE_CHUNK_ELEMENTS = 1 << 24
@@ -185,25 +194,12 @@ def _check_inputs(
             f"stride={stride}, window={window}), got y of shape {tuple(y.shape)}"
         )
     check_choice("placement", placement, ("official", "paper"))
-    check_choice("backend", backend, ("fast", "reference"))
+    check_choice("backend", backend, IMAGE_BACKENDS)
 
 
 def _check_geometry(patch_size: int, stride: int, window: int) -> None:
     _check_size_args(patch_size, stride)
     check_int("window", window, min=1)
-
-
-def _relax(scores: Tensor, k: int, temperature: Tensor) -> Tensor:
-    """:func:`n3seq.continuous_knn` (same arithmetic) without its data checks.
-
-    The block checks its input once at the boundary; the public function would read the
-    scores back to the host (a synchronisation) twice per call.
-    """
-    dtype = compute_dtype(scores)
-    t = temperature.to(dtype=dtype, device=scores.device)
-    with torch.autocast(scores.device.type, enabled=False):
-        weights = fused_continuous_knn(scores.to(dtype), k, t)
-    return weights.to(scores.dtype)
 
 
 def _patch_temperature(
@@ -223,41 +219,63 @@ def _patch_temperature(
     return bias * mean.clamp(-bound, bound).exp()
 
 
+def choose_backend_2d(backend: str, patch_size: int, stride: int) -> str:
+    """The image backend to run: ``backend`` where it can run, else ``"reference"``.
+
+    ``"fast"`` needs the stride to divide the patch size
+    (:func:`~n3seq_image.fast2d.can_run_fast`); ``"reference"`` runs everywhere.
+
+    Raises:
+        ValueError: if ``backend`` is not ``"fast"`` or ``"reference"``.
+    """
+    runnable = dict(zip(IMAGE_BACKENDS, (can_run_fast(patch_size, stride), True), strict=True))
+    return choose_backend("backend", backend, runnable)
+
+
+def _batch_norm_scores(score_norm: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``score_norm`` over all scores ``(B, N, O)`` of the batch, seen as ``(B, 1, N·O)``."""
+    def transform(scores: Tensor) -> Tensor:
+        return score_norm(scores.reshape(scores.shape[0], 1, -1)).reshape(scores.shape)
+
+    return transform
+
+
 def _weights(
-    dist: Tensor, temperature: Tensor, k: int, score_norm: Callable[[Tensor], Tensor] | None,
+    scores: Tensor, temperature: Tensor, k: int, score_norm: Callable[[Tensor], Tensor] | None,
     placement: str,
 ) -> Tensor:
-    """Soft kNN weights ``(B, N, k, O)`` from squared distances ``(B, N, O)``."""
-    scores = -dist
-    if score_norm is not None:
-        # As in the authors' code: the batch-norm sees the scores (negative distances).
-        scores = score_norm(scores.reshape(scores.shape[0], 1, -1)).reshape(scores.shape)
-    t = temperature[..., None]
-    if placement == "official":
-        return _relax(scores / t, k, scores.new_ones(()))
-    return _relax(scores, k, t)
+    """Soft kNN weights ``(B, N, k, O)`` from scores ``(B, N, O)`` (the core relaxation).
+
+    As in the authors' code, the batch-norm sees the scores (negative distances).
+    """
+    transform = None if score_norm is None else _batch_norm_scores(score_norm)
+    return relax_scores(scores, k, temperature[..., None], placement=placement,  # type: ignore
+                        score_transform=transform)
 
 
 def _reference(
     y: Tensor, embedding: Tensor, temperature: Tensor, k: int, patch_size: int, stride: int,
     window: int, score_norm: Callable[[Tensor], Tensor] | None, placement: str,
 ) -> Tensor:
+    """The core aggregation over :func:`~n3seq_image.windows.window_candidates_2d`, folded.
+
+    Patches are tokens; the candidate scores and the weighted sums are taken in chunks of
+    queries (their gathered candidate patches are the memory), the relaxation over all scores
+    at once (the batch-norm needs them all).
+    """
     b, _, h, w = y.shape
     grid = patch_grid((h, w), patch_size, stride)
     yp = extract_patches(y, patch_size, stride)
     ep = extract_patches(embedding, patch_size, stride)
-    cand = window_candidates_2d(grid, window, exclude_self=True, device=y.device)[0]
-    n, o = cand.shape
+    cand = window_candidates_2d(grid, window, exclude_self=True, device=y.device)
+    n, o = cand.shape[1:]
     step = max(1, REFERENCE_CHUNK_ELEMENTS // (b * o * max(ep.shape[-1], yp.shape[-1])))
     chunks = [(q, min(q + step, n)) for q in range(0, n, step)]
-    dist = torch.cat(
-        [((ep[:, q0:q1, None, :] - ep[:, cand[q0:q1]]) ** 2).sum(-1) for q0, q1 in chunks], 1
+    scores = torch.cat(
+        [candidate_scores(ep[:, q0:q1], ep, cand[:, q0:q1])[0] for q0, q1 in chunks], 1
     )
-    weights = _weights(dist, temperature, k, score_norm, placement)
-    z = torch.cat(
-        [torch.einsum("bnko,bnod->bnkd", weights[:, q0:q1], yp[:, cand[q0:q1]])
-         for q0, q1 in chunks], 1
-    )
+    weights = _weights(scores, temperature, k, score_norm, placement)
+    z = torch.cat([weighted_sum(weights[:, q0:q1], yp, cand[:, q0:q1]) for q0, q1 in chunks], 1)
     images = fold_patches(rearrange(z, "b n k d -> (b k) n d"), (h, w), patch_size, stride)
     return rearrange(images, "(b k) c h w -> b k c h w", b=b)
 
@@ -341,11 +359,12 @@ def _aggregate(
     n1, n2 = patch_grid((h, w), patch_size, stride)
     temperature = _patch_temperature(log_temperature, b, n1 * n2, patch_size, stride,
                                      temperature_bias, y)
-    if backend == "reference" or not supports_fast(patch_size, stride):
+    if choose_backend_2d(backend, patch_size, stride) == "reference":
         return _reference(y, embedding, temperature, k, patch_size, stride, window, score_norm,
                           placement)
-    return aggregate_tiled(y, embedding, temperature, k, patch_size, stride, window,
-                           lambda d, t: _weights(d, t, k, score_norm, placement))
+    layout = tile_layout(y, k, patch_size, stride, window)
+    scores = -tiled_distances(embedding, layout)
+    return tiled_fold(y, _weights(scores, temperature, k, score_norm, placement), layout)
 
 
 def n3_output_2d(y: Tensor, neighbours: Tensor, differences: bool = True) -> Tensor:
@@ -454,7 +473,7 @@ class N3Block2d(nn.Module):
         score_norm = check_bool("score_norm", score_norm)
         differences = check_bool("differences", differences)
         check_choice("placement", placement, ("official", "paper"))
-        check_choice("backend", backend, ("fast", "reference"))
+        check_choice("backend", backend, IMAGE_BACKENDS)
         check_parameter_count(
             block2d_parameters(in_channels, embed_channels, embed_features, embed_depth,
                                temperature_net, score_norm), "N3Block2d")

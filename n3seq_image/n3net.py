@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from n3seq._checks import check_bool, check_choice, check_int
 from n3seq_image._official_format import convert_state_dict, read_state_dict
 from n3seq_image.block2d import (
+    IMAGE_BACKENDS,
     Backend,
     N3Block2d,
     Placement,
@@ -116,7 +117,7 @@ class N3Net(nn.Module):
         score_norm = check_bool("score_norm", score_norm)
         batch_norm = check_bool("batch_norm", batch_norm)
         check_choice("placement", placement, ("official", "paper"))
-        check_choice("backend", backend, ("fast", "reference"))
+        check_choice("backend", backend, IMAGE_BACKENDS)
         check_parameter_count(_parameters(
             in_channels, out_channels, stages, depth, features, stage_channels, k,
             embed_features, embed_depth, score_norm, batch_norm), "N3Net")
@@ -196,7 +197,7 @@ class N3Net(nn.Module):
 
     def set_backend(self, backend: Backend) -> N3Net:
         """Switches every N³ block to ``backend`` (``"fast"`` or ``"reference"``)."""
-        check_choice("backend", backend, ("fast", "reference"))
+        check_choice("backend", backend, IMAGE_BACKENDS)
         for block in self.n3blocks:
             block.backend = backend
         self._config["backend"] = backend

@@ -198,7 +198,7 @@ class TestFastEqualsReference:
         # processed all at once or one at a time.
         from n3seq_image import fast2d
         from n3seq_image.block2d import _patch_temperature, _weights
-        from n3seq_image.fast2d import aggregate_tiled
+        from n3seq_image.fast2d import tile_layout, tiled_distances, tiled_fold
 
         if not grouped:
             monkeypatch.setattr(fast2d, "GROUP_ELEMENTS", 1)
@@ -208,8 +208,9 @@ class TestFastEqualsReference:
         want = n3_aggregate_2d(y, emb, log_t, 3, patch_size=4, stride=2, window=5,
                                score_norm=bn, backend="reference")
         temp = _patch_temperature(log_t, 2, 11 * 9, 4, 2, 0.1, y)
-        got = aggregate_tiled(y, emb, temp, 3, 4, 2, 5,
-                              lambda d, t: _weights(d, t, 3, bn, "official"), tile=tile)
+        layout = tile_layout(y, 3, 4, 2, 5, tile=tile)
+        weights = _weights(-tiled_distances(emb, layout), temp, 3, bn, "official")
+        got = tiled_fold(y, weights, layout)
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
     def test_float32_close_to_float64(self):
