@@ -137,7 +137,7 @@ def sets_approx(n: int, e: int = 64, f: int = 64, k: int = 7, grad: bool = False
     def fn() -> Tensor:
         with torch.set_grad_enabled(grad):
             return approx_knn_aggregate(x, x, v, k, temperature,
-                                        num_candidates=num_candidates, backend=backend)
+                                        num_candidates=num_candidates, search=backend)
 
     return _run(fn, grad, device)
 

@@ -31,6 +31,7 @@ input checks.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -64,12 +65,31 @@ from n3seq.aggregate import (
 )
 from n3seq.relaxation import choose_relaxation, relax
 
-Backend = Literal["torch", "faiss"]
+Search = Literal["torch", "faiss"]
+#: The exact hard searches of the pre-selection (the ``search`` argument).
+SEARCHES = ("torch", "faiss")
+#: The former name of :data:`Search`.
+Backend = Search
 
 #: Scores per chunk of the hard search (16 MiB in float32). Larger than the exact path's chunks:
 #: a top-k needs no per-round passes to keep in cache, and the (queries × E) @ (E × M) product
 #: runs about 2× faster with 128 than with 32 query rows at M = 32k.
 SEARCH_ELEMENTS = 1 << 22
+
+
+def _search(search: object, backend: object, who: str) -> Search:
+    """The ``search`` argument, checked; ``backend`` is its deprecated name."""
+    if backend is not None:
+        warnings.warn(
+            f"{who}(backend=...) is deprecated: use search={backend!r} (the exact search of "
+            f"the pre-selection, 'torch' or 'faiss'); backend now names the implementation of "
+            f"a function, as in knn_aggregate(backend='fused')",
+            DeprecationWarning, stacklevel=3)
+        if search != "torch" and search != backend:
+            raise ValueError(f"{who}: search={search!r} and its deprecated name "
+                             f"backend={backend!r} disagree; pass search only")
+        search = backend
+    return check_choice("search", search, SEARCHES)
 
 
 def _check_inputs(
@@ -151,7 +171,7 @@ def _prepare_search(
             raise OverflowError(
                 f"the squared distances of query (|values| up to {qm:.3g}) and keys (up to "
                 f"{km:.3g}, E={e}) overflow {where}; scale the features down"
-                + ("" if dtype == torch.float64 else " or use backend='torch'")
+                + ("" if dtype == torch.float64 else " or use search='torch'")
             )
         q, kk = q.double(), kk.double()
     return q, kk
@@ -192,7 +212,7 @@ def _preselect_faiss(
         import faiss
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "backend='faiss' needs the optional dependency faiss: pip install 'n3seq[faiss]'"
+            "search='faiss' needs the optional dependency faiss: pip install 'n3seq[faiss]'"
         ) from err
     b, n, e = query.shape
     extra = int(exclude_self)
@@ -229,8 +249,10 @@ def preselect_candidates(
     num_candidates: int,
     mask: Tensor | None = None,
     exclude_self: bool = False,
-    backend: Backend = "torch",
+    search: Search = "torch",
     chunk_size: int | None = None,
+    *,
+    backend: Search | None = None,
 ) -> Tensor:
     """Indices of the ``num_candidates`` nearest keys of every query (exact hard search).
 
@@ -240,10 +262,12 @@ def preselect_candidates(
         num_candidates: L, candidates kept per query.
         mask: key padding mask ``(B, M)``, ``True`` = real token; masked keys are never chosen.
         exclude_self: never choose a query's own index (needs N == M).
-        backend: ``"torch"`` (chunked matmul + top-k on the inputs' device) or ``"faiss"``
+        search: ``"torch"`` (chunked matmul + top-k on the inputs' device) or ``"faiss"``
             (an exact ``IndexFlatL2`` per batch element, sharded over all GPUs when the
             inputs are on CUDA and FAISS sees GPUs; needs the ``faiss`` extra).
-        chunk_size: queries per chunk of the torch backend.
+        chunk_size: queries per chunk of the torch search.
+        backend: deprecated name of ``search`` (a ``DeprecationWarning``; in n3seq
+            ``backend`` names the implementation of one function).
 
     Returns:
         LongTensor ``(B, N, L)`` of key indices, nearest first, usable as ``candidates`` of
@@ -253,7 +277,7 @@ def preselect_candidates(
         TypeError: for non-floating inputs, a non-int ``num_candidates``/``chunk_size`` or a
             non-bool ``exclude_self``.
         ValueError: for mismatched shapes, ``num_candidates`` outside ``[1, valid keys]``,
-            an unknown ``backend``, or NaN/inf in the queries or valid keys.
+            an unknown ``search``, or NaN/inf in the queries or valid keys.
         OverflowError: where the squared distances overflow float64 (float32 for FAISS).
 
     Shape:
@@ -266,14 +290,14 @@ def preselect_candidates(
         >>> preselect_candidates(x, x, 32, exclude_self=True).shape
         torch.Size([1, 1000, 32])
     """
-    check_choice("backend", backend, ("torch", "faiss"))
+    search = _search(search, backend, "preselect_candidates")
     num_candidates, exclude_self, chunk_size = _check_inputs(
         query, keys, num_candidates, mask, exclude_self, chunk_size)
     b, n, _ = query.shape
     if b * n == 0:
         return torch.zeros(b, n, num_candidates, dtype=torch.long, device=query.device)
-    q, kk = _prepare_search(query, keys, mask, float32_only=backend == "faiss")
-    if backend == "torch":
+    q, kk = _prepare_search(query, keys, mask, float32_only=search == "faiss")
+    if search == "torch":
         return _preselect_torch(q, kk, num_candidates, mask, exclude_self, chunk_size)
     return _preselect_faiss(q, kk, num_candidates, mask, exclude_self)
 
@@ -289,8 +313,9 @@ def approx_knn_aggregate(
     num_candidates: int = 64,
     mask: Tensor | None = None,
     exclude_self: bool = False,
-    backend: Backend = "torch",
+    search: Search = "torch",
     chunk_size: int | None = None,
+    backend: Search | None = None,
 ) -> Tensor:
     """:func:`~n3seq.knn_aggregate` over the ``num_candidates`` nearest keys of each query.
 
@@ -307,8 +332,9 @@ def approx_knn_aggregate(
         num_candidates: L, candidates pre-selected per query.
         mask: key padding mask ``(B, M)``, ``True`` = real token.
         exclude_self: never choose a query as its own neighbour.
-        backend: ``"torch"`` or ``"faiss"`` (see :func:`preselect_candidates`).
+        search: ``"torch"`` or ``"faiss"`` (see :func:`preselect_candidates`).
         chunk_size: queries per chunk of the pre-selection.
+        backend: deprecated name of ``search``.
 
     Returns:
         ``(B, N, k, F)`` aggregated neighbours (empty for B = 0 or N = 0).
@@ -329,7 +355,7 @@ def approx_knn_aggregate(
         torch.Size([1, 1000, 4, 8])
     """
     k = check_k(k)
-    check_choice("backend", backend, ("torch", "faiss"))
+    search = _search(search, backend, "approx_knn_aggregate")
     num_candidates, exclude_self, chunk_size = _check_inputs(
         query, keys, num_candidates, mask, exclude_self, chunk_size)
     if k > num_candidates:
@@ -344,11 +370,11 @@ def approx_knn_aggregate(
     )
     q, kk, v, t = _prepare(query, keys, values, k, temperature, mask)
     relaxation = choose_relaxation()
-    if backend == "torch" and not needs_grad and relaxation == "fused":
+    if search == "torch" and not needs_grad and relaxation == "fused":
         return _approx_inference(q, kk, v, t, k, num_candidates, mask, exclude_self,
                                  chunk_size).to(values.dtype)
     with torch.no_grad():
-        if backend == "torch":
+        if search == "torch":
             candidates = _preselect_torch(q, kk, num_candidates, mask, exclude_self, chunk_size)
         else:
             q32, k32 = _prepare_search(query, keys, mask, float32_only=True)

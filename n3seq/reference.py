@@ -1,8 +1,11 @@
-"""Slow, obvious reference implementations that the fast paths are tested against.
+"""Test oracles: slow, obvious implementations that the library's paths are tested against.
 
-These follow the paper's equations literally: full matrices, no chunking, no log-space
-tricks, one Python loop per round. They are correct for moderate temperatures and small
-inputs, and are also the "naive full-matrix relaxation" baseline of the benchmarks.
+Not a backend of anything: no n3seq function calls them. They follow the paper's equations
+literally (full matrices, no chunking, no log-space tricks, one Python loop per round), are
+correct for moderate temperatures and small inputs only, and are also the "naive full-matrix
+relaxation" baseline of the benchmarks. The library's own implementations are chosen with
+``backend=`` (:func:`n3seq.relaxation.choose_relaxation`): ``"fused"`` and the readable
+``"straightforward"`` (:func:`n3seq.relaxation.straightforward_continuous_knn`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from n3seq._checks import as_temperature, check_k
 def continuous_knn_reference(
     scores: Tensor, k: int, temperature: float | Tensor = 1.0, mask: Tensor | None = None
 ) -> Tensor:
-    """``wʲ = softmax(aʲ / t)``, ``aʲ⁺¹ = aʲ + log(1 − wʲ)`` computed directly.
+    """Test oracle: ``wʲ = softmax(aʲ / t)``, ``aʲ⁺¹ = aʲ + log(1 − wʲ)`` computed directly.
 
     Masked candidates get logit −inf. Not numerically safe when a weight rounds to 1.
     """
@@ -42,7 +45,7 @@ def knn_aggregate_reference(
     mask: Tensor | None = None,
     exclude_self: bool = False,
 ) -> Tensor:
-    """:func:`n3seq.knn_aggregate` with every query × candidate matrix materialised at once."""
+    """Test oracle: :func:`n3seq.knn_aggregate` with every query × candidate matrix at once."""
     check_k(k)
     b, n, _ = query.shape
     m = keys.shape[1]

@@ -29,6 +29,12 @@ its inputs (a warning says so when tracing). ``torch.func`` transforms (``vmap``
 :func:`n3seq.knn_aggregate`: inside them the value checks are skipped and the straightforward
 (unfused, unchunked) relaxation runs. ``torch.jit.script`` is not supported (the modules
 refuse it with a clear error; use ``torch.compile`` or ``torch.export``).
+
+Implementations. ``backend="fused"`` (default; :mod:`n3seq._fused`, fewer passes and a
+hand-derived backward) and ``backend="straightforward"`` (:func:`straightforward_continuous_knn`,
+the readable recursion with plain autograd) compute the same function; :func:`choose_relaxation`
+runs the one asked for where it can (:func:`can_run_fused`) and the straightforward one
+otherwise. The naive test oracle lives apart, in :mod:`n3seq.reference`.
 """
 
 from __future__ import annotations

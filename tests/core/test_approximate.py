@@ -47,17 +47,17 @@ class TestPreselect:
         mask[1, 150:] = False
         a = preselect_candidates(x, x, 12, mask=mask, exclude_self=exclude_self)
         b = preselect_candidates(x, x, 12, mask=mask, exclude_self=exclude_self,
-                                 backend="faiss")
+                                 search="faiss")
         assert torch.equal(a.sort(-1).values, b.sort(-1).values)
 
     @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed (pip install 'n3seq[faiss]')")
     def test_faiss_aggregate_equals_torch_in_values_and_gradients(self):
         x, v = _sets(n=200, e=8, f=4, dtype=torch.float32)
         outs, grads = [], []
-        for backend in ("torch", "faiss"):
+        for search in ("torch", "faiss"):
             xx, vv = x.clone().requires_grad_(), v.clone().requires_grad_()
             out = approx_knn_aggregate(xx, xx, vv, 3, 0.5, num_candidates=16,
-                                       exclude_self=True, backend=backend)
+                                       exclude_self=True, search=search)
             out.square().sum().backward()
             outs.append(out.detach())
             grads.append((xx.grad, vv.grad))
@@ -71,7 +71,7 @@ class TestPreselect:
             ({"num_candidates": 0}, ValueError, "num_candidates must be >= 1"),
             ({"num_candidates": 60, "exclude_self": True}, ValueError, "valid candidates"),
             ({"num_candidates": 2.0}, TypeError, "num_candidates must be an int"),
-            ({"num_candidates": 4, "backend": "annoy"}, ValueError, "backend"),
+            ({"num_candidates": 4, "search": "annoy"}, ValueError, "search must be one of"),
         ],
     )
     def test_bad_arguments(self, kwargs, error, match):
@@ -155,3 +155,32 @@ class TestTailBound:
     def test_bound_zero_when_all_candidates_are_kept(self):
         x, _ = _sets(n=30)
         assert tail_bound(x, x, 29, 3, 0.5, exclude_self=True).abs().max() == 0
+
+
+class TestDeprecatedBackendName:
+    """``backend=`` of the pre-selection was renamed ``search=`` (``backend`` names the
+    implementation of a function elsewhere in n3seq): the old name warns and still works."""
+
+    def test_preselect_backend_warns_and_equals_search(self):
+        x, _ = _sets()
+        with pytest.warns(DeprecationWarning, match=r"use search='torch'"):
+            old = preselect_candidates(x, x, 6, backend="torch")
+        assert torch.equal(old, preselect_candidates(x, x, 6, search="torch"))
+
+    def test_approx_backend_warns_and_equals_search(self):
+        x, v = _sets()
+        with pytest.warns(DeprecationWarning, match=r"approx_knn_aggregate\(backend=\.\.\.\)"):
+            old = approx_knn_aggregate(x, x, v, 2, 0.5, num_candidates=6, backend="torch")
+        new = approx_knn_aggregate(x, x, v, 2, 0.5, num_candidates=6, search="torch")
+        assert torch.equal(old, new)
+
+    def test_unknown_value_under_the_old_name_is_refused(self):
+        x, _ = _sets()
+        with pytest.warns(DeprecationWarning), pytest.raises(ValueError,
+                                                             match="search must be one of"):
+            preselect_candidates(x, x, 6, backend="annoy")
+
+    def test_disagreeing_names_are_refused(self):
+        x, _ = _sets()
+        with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagree"):
+            preselect_candidates(x, x, 6, search="faiss", backend="torch")

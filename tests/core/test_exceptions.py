@@ -360,8 +360,8 @@ APPROX_ROWS = [
 
 @pytest.mark.parametrize(("arg", "value", "error", "fragment"), [
     *APPROX_ROWS,
-    ("backend", "annoy", ValueError, "backend must be one of 'torch', 'faiss', got 'annoy'"),
-    ("backend", None, ValueError, "backend must be one of"),
+    ("search", "annoy", ValueError, "search must be one of 'torch', 'faiss', got 'annoy'"),
+    ("search", None, ValueError, "search must be one of"),
 ])
 def test_preselect_candidates(arg, value, error, fragment):
     kwargs = {"query": XA, "keys": XA, "num_candidates": 6, "exclude_self": True} | {arg: value}
@@ -375,7 +375,7 @@ def test_preselect_candidates(arg, value, error, fragment):
     ("k", 2.0, TypeError, "k must be an int"),
     ("temperature", 0.0, ValueError, "temperature must be positive and finite"),
     ("values", torch.randn(2, 11, 2), ValueError, "same number of tokens M"),
-    ("backend", "annoy", ValueError, "backend must be one of"),
+    ("search", "annoy", ValueError, "search must be one of"),
 ])
 def test_approx_knn_aggregate(arg, value, error, fragment):
     kwargs = {"query": XA, "keys": XA, "values": XA, "k": 2, "num_candidates": 6,
@@ -471,11 +471,11 @@ def test_window_candidates_bad_device_is_named():
            "device must be a device such as 'cpu'.*got 'bogus'")
 
 
-@pytest.mark.parametrize("backend", ["bogus", None])
-def test_approx_backend_is_checked_before_the_candidate_count(backend):
-    # num_candidates defaults to 64 > M = 8: the unknown backend is still the error reported
+@pytest.mark.parametrize("search", ["bogus", None])
+def test_approx_search_is_checked_before_the_candidate_count(search):
+    # num_candidates defaults to 64 > M = 8: the unknown search is still the error reported
     _check(approx_knn_aggregate, {"query": X, "keys": X, "values": V, "k": 2,
-                                  "backend": backend}, ValueError, "backend must be one of")
+                                  "search": search}, ValueError, "search must be one of")
 
 
 def test_reference_refuses_a_temperature_it_would_turn_into_nan():

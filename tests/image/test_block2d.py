@@ -448,3 +448,40 @@ def test_fast_backend_layout_is_built_on_the_host():
     with torch.device("meta"):
         host = _axis_layout(20, 5, 8, torch.device("meta"))["host"]
     assert all(t.device.type == "cpu" for t in host.values())
+
+
+class TestBackendChoice:
+    """The image backends are chosen by the core's mechanism (n3seq._dispatch.choose_backend)."""
+
+    def test_fast_where_the_stride_divides_the_patch_size(self):
+        from n3seq_image.block2d import choose_backend_2d
+
+        assert choose_backend_2d("fast", 10, 5) == "fast"
+        assert choose_backend_2d("reference", 10, 5) == "reference"
+        assert choose_backend_2d("fast", 7, 3) == "reference"
+
+    def test_unknown_backend_is_named(self):
+        from n3seq_image.block2d import choose_backend_2d
+
+        with pytest.raises(ValueError, match="backend must be one of 'fast', 'reference'"):
+            choose_backend_2d("tiled", 10, 5)
+
+    def test_fast_path_is_the_three_stages(self, monkeypatch):
+        # tiled distances -> the core relaxation -> tiled fold, each called once, in order
+        from n3seq_image import block2d
+
+        calls = []
+        for name in ("tiled_distances", "relax_scores", "tiled_fold"):
+            real = getattr(block2d, name)
+
+            def spy(*args, _real=real, _name=name, **kwargs):
+                calls.append(_name)
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(block2d, name, spy)
+        y = torch.rand(1, 2, 80, 80, dtype=torch.float64)
+        n3_aggregate_2d(y, y, None, 2)
+        assert calls == ["tiled_distances", "relax_scores", "tiled_fold"]
+        calls.clear()
+        n3_aggregate_2d(y, y, None, 2, backend="reference")
+        assert calls == ["relax_scores"]
