@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from n3seq._files import atomic_write
 
 
 def _series(payload: dict[str, Any], suite: str, key: str) -> dict[str, list[tuple[int, float]]]:
@@ -18,9 +19,7 @@ def _series(payload: dict[str, Any], suite: str, key: str) -> dict[str, list[tup
 
 
 def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, bbox_inches="tight"), suffix=".png")
     return path
 
 

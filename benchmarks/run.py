@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 
 from benchmarks.cases import CASES
 from benchmarks.measure import interleaved_times, median_time, peak_memory
+from n3seq._files import atomic_write
 from n3seq._provenance import run_metadata
 
 SUITES = ("sets", "windows", "image", "train", "cuda")
@@ -205,11 +205,7 @@ def format_table(jobs: list[Job]) -> str:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
 
 
 def _ints(text: str) -> list[int]:

@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -188,9 +187,7 @@ def plot(test: dict, logits: dict, path: Path) -> None:
         ax.axis("off")
         ax.legend(fontsize=7, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80), suffix=".png")
 
 
 if __name__ == "__main__":

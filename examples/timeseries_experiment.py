@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from n3seq._files import atomic_write
 from n3seq._provenance import run_metadata, write_results_json
 from n3seq.ablation import count_parameters
 from n3seq.timeseries import (
@@ -458,9 +458,7 @@ def write_table(rows: list[dict], path: Path) -> None:
         mae = f"{r['mae']:.4f}" + (f" ± {r['mae_sd']:.4f}" if "mae_sd" in r else "")
         lines.append(f"| {r['dataset']} | {r['task']} | {r['method']} | {r['params']} | "
                      f"{r['points']} | {mse} | {mae} |")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
 
 
 def plot(figure: dict, path: Path) -> None:
@@ -488,9 +486,7 @@ def plot(figure: dict, path: Path) -> None:
     ax.set_title("taylor: a week-ahead forecast with its 80 % interval")
     ax.legend(fontsize=8, loc="upper left", ncol=4)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80), suffix=".png")
 
 
 def resummarise(path: Path) -> None:
