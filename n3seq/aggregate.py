@@ -354,9 +354,17 @@ def _view(buffer: Tensor, *shape: int) -> Tensor:
 def _gather_tokens(x: Tensor, idx: Tensor, buffer: Tensor | None = None) -> Tensor:
     """``x[b, idx[b, n, o]]`` → (B, n, O, D) for x (B, M, D) and idx (B or 1, n, O).
 
-    With ``buffer`` (1-D, large enough), the result is written into its start.
+    With ``buffer`` (1-D, large enough), the result is written into its start. Candidates
+    shared by the batch (``idx`` ``(1, n, O)``: windows, image patches) are copied as whole
+    rows (``index_select``, or indexing under autograd), which on CPU is up to 4× faster than
+    ``gather`` with an index expanded over D.
     """
     batch, d = x.shape[0], x.shape[-1]
+    if idx.shape[0] == 1:
+        if buffer is None:
+            return x[:, idx[0]]
+        out = _view(buffer, batch, idx[0].numel(), d)
+        return torch.index_select(x, 1, idx.flatten(), out=out).view(batch, *idx.shape[1:], d)
     flat = idx.expand(batch, -1, -1).flatten(1)
     out = None if buffer is None else _view(buffer, batch, flat.shape[1], d)
     return torch.gather(x, 1, flat[..., None].expand(-1, -1, d), out=out).view(
@@ -380,8 +388,9 @@ def _chunk(
     """
     if idx is None:
         scores = global_scores(q, keys)
-        valid = validity(all_keys(keys.shape[1], q.device), mask, exclude_self, offset,
-                         q.shape[0], q.shape[1])
+        valid = None if mask is None and not exclude_self else validity(
+            all_keys(keys.shape[1], q.device), mask, exclude_self, offset, q.shape[0],
+            q.shape[1])
     else:
         scores = candidate_scores(q, keys, idx, work)[0]
         valid = validity(idx, mask, exclude_self, offset, q.shape[0])

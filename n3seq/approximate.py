@@ -183,9 +183,9 @@ def _chunk_scores(
 ) -> Tensor:
     """−‖q − x‖² + ‖q‖² for a chunk of queries; invalid candidates get −inf."""
     scores = global_scores(q, keys, key_norms)
-    valid = validity(all_keys(keys.shape[1], q.device), mask, exclude_self, offset, q.shape[0],
-                     q.shape[1])
-    if valid is not None:
+    if mask is not None or exclude_self:
+        valid = validity(all_keys(keys.shape[1], q.device), mask, exclude_self, offset,
+                         q.shape[0], q.shape[1])
         scores.masked_fill_(~valid, float("-inf"))
     return scores
 
