@@ -169,22 +169,12 @@ def fitted_state_space(name: str, task: str, split, cfg: dict, noisy_train: np.n
 
 
 def peers_for(name: str, task: str, split, cfg: dict, noisy_train: np.ndarray,
-              cache: dict, base_only: bool = False) -> tuple[list[Peer], Peer]:
-    """The peers of one row, and the base of our hybrid (fixed per dataset, not chosen on
-    test results): the state-space model for CO₂ and sunspots, seasonal naive (forecasts,
-    imputation) and Savitzky–Golay (denoising) for taylor."""
+              cache: dict) -> list[Peer]:
+    """The classical peers of one row, each configured on the training span only."""
     train = split.train[:, 0].astype(np.float64)
     period = {"co2": 52, "sunspots": 11, "taylor": 336}[name]
     t = kind(task)
-    if base_only and name == "taylor":
-        if t != "denoise":
-            return [], SeasonalNaivePeer(period)
-        if ("sg", name) not in cache:
-            cache[("sg", name)] = SavitzkyGolayPeer(cfg["noise"]).fit(train)
-        return [], cache[("sg", name)]
     state = fitted_state_space(name, task, split, cfg, noisy_train, cache)
-    if base_only:
-        return [], state
     if t == "forecast":
         if ("stl", name) not in cache:  # configurations chosen by AIC on the training span
             if name != "taylor":
@@ -209,16 +199,19 @@ def peers_for(name: str, task: str, split, cfg: dict, noisy_train: np.ndarray,
                     train[-TBATS_FIT:])
             peers.append(cache["tbats"])
         peers.append(state)
-        base = SeasonalNaivePeer(period) if name == "taylor" else state
     elif t == "impute":
         peers = [SeasonalNaivePeer(period), state]
-        base = SeasonalNaivePeer(period) if name == "taylor" else state
     else:
         if ("sg", name) not in cache:
             cache[("sg", name)] = SavitzkyGolayPeer(cfg["noise"]).fit(train)
         peers = [cache[("sg", name)], state]
-        base = cache[("sg", name)] if name == "taylor" else state
-    return peers, base
+    return peers
+
+
+def base_candidates(peers: list[Peer]) -> list[Peer]:
+    """The peers our hybrid may take as its base: all but TBATS, which is fitted on the last
+    four training weeks, i.e. on the validation span the base is chosen on."""
+    return [peer for peer in peers if not isinstance(peer, TBATSPeer)]
 
 
 def predict_peer(peer: Peer, ep: dict, task: str, layout: list[tuple], full: np.ndarray,
@@ -255,11 +248,19 @@ def coverage(quant: torch.Tensor, ep: dict) -> float:
     return float(inside[ep["score"]].float().mean())
 
 
-def build_model(cfg: dict, width: int, use_n3: bool, seed: int, task: str) -> SeriesModel:
+def build_model(cfg: dict, width: int, use_n3: bool, seed: int, task: str,
+                fill: bool = False) -> SeriesModel:
     torch.manual_seed(seed)
     quantiles = (0.1, 0.9) if kind(task) == "forecast" else ()
-    return SeriesModel(1, use_base=True, quantiles=quantiles, window=cfg["window"],
-                       stride=cfg["stride"], width=width, depth=2, k=4, use_n3=use_n3)
+    return SeriesModel(1, use_base=True, fill_from_base=fill, quantiles=quantiles,
+                       window=cfg["window"], stride=cfg["stride"], width=width, depth=2, k=4,
+                       use_n3=use_n3)
+
+
+def episode_mse(pred: torch.Tensor, ep: dict) -> np.ndarray:
+    """The MSE of every episode over its scored points, ``(E,)``."""
+    err = ((pred - ep["target"]).square() * ep["score"]).sum((1, 2))
+    return (err / ep["score"].sum((1, 2)).clamp(min=1)).numpy()
 
 
 def log(*parts: object) -> None:
@@ -303,15 +304,15 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                              torch.Generator().manual_seed(3))
 
         stem = f"{name}-{task.replace(' ', '_')}"
-        peer_file = args.cache / f"{stem}-peers.json" if args.cache else None
-        base_file = args.cache / f"{stem}-fitted-{len(pool_layout)}-{len(val_layout)}.pt" \
-            if args.cache else None
-        base_peer = None
+        peer_file = args.cache / f"{stem}-peers-v2.json" if args.cache else None
+        peers: list[Peer] | None = None
+        val_bases: dict[str, torch.Tensor] = {}
         if peer_file is not None and peer_file.exists():
-            peer_rows = json.loads(peer_file.read_text())
+            saved_rows = json.loads(peer_file.read_text())
+            peer_rows, choice = saved_rows["rows"], saved_rows["choice"]
             log(f"{name} {task}: peer scores from the cache {peer_file}")
         else:
-            peers, base_peer = peers_for(name, task, split, cfg, noisy_train, cache)
+            peers = peers_for(name, task, split, cfg, noisy_train, cache)
             peer_rows = []
             for peer in peers:
                 t1 = time.time()
@@ -327,42 +328,63 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                                   "method": "linear interpolation", "kind": "peer",
                                   "params": "–", "points": points, "episodes": len(layout),
                                   **scores(pred, ep), "seconds": 0.0})
+            # the hybrid's base: the candidate with the lowest MSE on the validation episodes
+            # (last 20 % of the training span; never the test span)
+            choice = {}
+            for peer in base_candidates(peers):
+                t1 = time.time()
+                val_bases[peer.name] = predict_peer(peer, val, task, val_layout, full, n_train,
+                                                    fitted=True)
+                choice[peer.name] = scores(val_bases[peer.name], val)["mse"]
+                log(f"{name} {task}: validation MSE of {peer.name}: {choice[peer.name]:.5g} "
+                    f"({time.time() - t1:.0f} s)")
+            base_name = min(choice, key=choice.get)
+            choice = {"base": base_name, "validation_mse": choice}
             for row in peer_rows:
-                row["hybrid_base"] = row["method"] == base_peer.name
+                row["hybrid_base"] = row["method"] == base_name
+                if row["method"] in choice["validation_mse"]:
+                    row["validation_mse"] = choice["validation_mse"][row["method"]]
             if peer_file is not None:
                 peer_file.parent.mkdir(parents=True, exist_ok=True)
-                peer_file.write_text(json.dumps(peer_rows))
+                peer_file.write_text(json.dumps({"rows": peer_rows, "choice": choice}))
+        base_name = choice["base"]
+        slug = "".join(c if c.isalnum() else "_" for c in base_name)
+        base_file = args.cache / f"{stem}-bases-{slug}-{len(pool_layout)}-{len(val_layout)}.pt" \
+            if args.cache else None
         if base_file is not None and base_file.exists():
             saved = torch.load(base_file, weights_only=True)
             ep["base"], pool["base"], val["base"] = saved["ep"], saved["pool"], saved["val"]
         else:
-            if base_peer is None:
-                base_peer = peers_for(name, task, split, cfg, noisy_train, cache,
-                                      base_only=True)[1]
+            if peers is None:
+                peers = peers_for(name, task, split, cfg, noisy_train, cache)
+            base_peer = next(peer for peer in peers if peer.name == base_name)
             t1 = time.time()
             for batch, lay in ((ep, layout), (pool, pool_layout), (val, val_layout)):
-                batch["base"] = predict_peer(base_peer, batch, task, lay, full, n_train,
-                                             fitted=True)
-            log(f"{name} {task}: bases ({base_peer.name}) in {time.time() - t1:.0f} s")
+                batch["base"] = val_bases[base_name] if batch is val and val_bases else \
+                    predict_peer(base_peer, batch, task, lay, full, n_train, fitted=True)
+            log(f"{name} {task}: bases ({base_name}) in {time.time() - t1:.0f} s")
             if base_file is not None:
                 torch.save({"ep": ep["base"], "pool": pool["base"], "val": val["base"]},
                            base_file)
         log(f"{name} {task}: {len(layout)} test episodes, {points} points; pool "
-            f"{len(pool_layout)}, validation {len(val_layout)} episodes")
+            f"{len(pool_layout)}, validation {len(val_layout)} episodes; base {base_name} "
+            f"(validation MSE {choice['validation_mse']})")
         rows.extend(peer_rows)
-        base_name = next((r["method"] for r in peer_rows if r.get("hybrid_base")), "?")
 
-        n3_params = count_parameters(build_model(cfg, args.width, True, 0, task))
-        plain_width = matching_width(n3_params, lambda w, t=task: build_model(cfg, w, False, 0, t),
-                                     range(args.width, 4 * args.width))
+        fill, steps = args.fill_from_base, args.steps or cfg.get("steps", 150)
+        n3_params = count_parameters(build_model(cfg, args.width, True, 0, task, fill))
+        plain_width = matching_width(
+            n3_params, lambda w, t=task, f=fill: build_model(cfg, w, False, 0, t, f),
+            range(args.width, 4 * args.width))
+        per_episode: dict[bool, np.ndarray] = {}
         variants = (("with N³", args.width, True), ("without N³", plain_width, False))
         for label, width, use_n3 in variants:
-            params = count_parameters(build_model(cfg, width, use_n3, 0, task))
+            params = count_parameters(build_model(cfg, width, use_n3, 0, task, fill))
             per_seed, preds, train_s = [], [], []
             for seed in args.seeds:
-                model = build_model(cfg, width, use_n3, seed, task)
+                model = build_model(cfg, width, use_n3, seed, task, fill)
                 t1 = time.time()
-                fit_on_episodes(model, pool, steps=args.steps, batch=args.batch, lr=args.lr,
+                fit_on_episodes(model, pool, steps=steps, batch=args.batch, lr=args.lr,
                                 seed=seed, validation=val, eval_every=args.eval_every)
                 train_s.append(time.time() - t1)
                 with torch.no_grad():
@@ -382,10 +404,19 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                    "params": params, "points": points, "episodes": len(layout),
                    "mse": float(mses.mean()), "mse_sd": float(mses.std(ddof=1)),
                    "mae": float(maes.mean()), "mae_sd": float(maes.std(ddof=1)),
-                   "seeds": len(args.seeds), "mse_per_seed": [round(m, 5) for m in mses],
-                   "seconds": round(float(np.mean(train_s)), 1)}
+                   "seeds": len(args.seeds), "mse_per_seed": [float(f"{m:.5g}") for m in mses],
+                   "steps": steps, "seconds": round(float(np.mean(train_s)), 1)}
             if "coverage" in per_seed[0]:
                 row["coverage_80"] = float(np.mean([s["coverage"] for s in per_seed]))
+            # per-episode MSE, averaged over the seeds (for the paired comparison)
+            per_episode[use_n3] = np.mean([episode_mse(p, ep) for p, _ in preds], axis=0)
+            if not use_n3:
+                diff = per_episode[True] - per_episode[False]
+                n3_row = next(r for r in rows if r["dataset"] == name and r["task"] == task
+                              and r["method"] == "hybrid with N³")
+                n3_row.update(paired_wins=int((diff < 0).sum()), paired_episodes=len(diff),
+                              paired_diff=float(diff.mean()),
+                              paired_se=float(diff.std(ddof=1) / np.sqrt(len(diff))))
             rows.append(row)
             ensemble = torch.stack([p for p, _ in preds]).mean(0)
             rows.append({**{k: row[k] for k in ("dataset", "task", "kind", "params",
@@ -394,7 +425,8 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                          **scores(ensemble, ep), "seconds": row["seconds"]})
             log(row)
             if name == "taylor" and task == "forecast (week)" and use_n3:
-                figure.update(ep=ep, pred=preds[0][0], quant=preds[0][1], layout=layout)
+                figure.update(ep=ep, pred=preds[0][0], quant=preds[0][1], layout=layout,
+                              base=base_name)
         figure.setdefault("peers", {})[(name, task)] = None
         log(f"{name} {task}: done in {time.time() - t0:.0f} s")
 
@@ -479,7 +511,7 @@ def plot(figure: dict, path: Path) -> None:
                     alpha=0.25, label="80 % interval (conformalised quantiles)")
     ax.plot(hidden / 48, pred[i, hidden, 0], color="C3", lw=1.3, label="hybrid with N³")
     ax.plot(hidden / 48, ep["base"][i, hidden, 0], color="C2", lw=1, ls="--",
-            label="seasonal naive (its base)")
+            label=f"{figure['base']} (its base)")
     ax.axvline((o - a) / 48, color="0.5", lw=0.8)
     ax.set_xlabel("day in episode")
     ax.set_ylabel("standardised demand")
@@ -502,7 +534,11 @@ def resummarise(path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/timeseries"))
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: the dataset's, 150 unless configured)")
+    parser.add_argument("--fill-from-base", action="store_true",
+                        help="fill the unobserved steps with the base instead of zeros (the "
+                             "hybrid's fill_from_base=True)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=32)
@@ -540,8 +576,9 @@ def main() -> None:
     mark_best(rows)
     add_cells(rows)
     meta = run_metadata(time.time() - started, sys.argv)
-    meta.update(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width,
-                seeds=args.seeds)
+    meta.update(steps=args.steps or {d: CONFIGS[d].get("steps", 150) for d in args.datasets},
+                batch=args.batch, lr=args.lr, width=args.width, seeds=args.seeds,
+                fill_from_base=args.fill_from_base)
     write_results_json(args.json or args.out / "results.json", rows, meta,
                        summary=summary(rows))
     write_table(rows, args.out / "table.md")

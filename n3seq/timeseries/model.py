@@ -154,7 +154,11 @@ class SeriesModel(nn.Module):
     smoother's imputation or a seasonal-naive forecast; :func:`~n3seq.timeseries.peer_predict`)
     is normalised like the series and appended as C more input channels, and the net predicts
     the correction of the *base* instead; its output layer starts at zero, so an untrained
-    hybrid returns the base.
+    hybrid returns the base. With ``fill_from_base=True`` the unobserved steps of the value
+    channel hold the (normalised) base instead of zeros, so that a gap or a horizon looks
+    like the rest of the series to the local stages and to the N³ search (the mask channel
+    still tells them apart): a day to forecast then finds the past days most like its
+    classical forecast.
 
     **Quantiles**: with ``quantiles=(0.1, 0.9)`` the net also predicts those quantiles of every
     step (:meth:`predict`; train them with the pinball loss, as
@@ -163,6 +167,8 @@ class SeriesModel(nn.Module):
     Args:
         channels: channels C of the series.
         use_base: take a classical prediction ``base`` as input and correct it.
+        fill_from_base: fill the unobserved steps of the value channel with the base instead
+            of zeros (needs ``use_base``).
         quantiles: levels in (0, 1) of the predicted quantiles (empty: none).
         **net_kwargs: passed to :class:`SeriesNet` (``window``, ``stride``, ``width``,
             ``depth``, ``k``, ``radius``, ``use_n3``, ``kernel_size``).
@@ -183,9 +189,13 @@ class SeriesModel(nn.Module):
         torch.Size([2, 64, 1])
     """
 
-    def __init__(self, channels: int, *, use_base: bool = False,
+    def __init__(self, channels: int, *, use_base: bool = False, fill_from_base: bool = False,
                  quantiles: tuple[float, ...] = (), **net_kwargs: Any) -> None:
         super().__init__()
+        if fill_from_base and not use_base:
+            raise ValueError("fill_from_base=True needs use_base=True (it fills the unobserved "
+                             "steps with the base)")
+        self.fill_from_base = bool(fill_from_base)
         quantiles = tuple(float(q) for q in quantiles)
         if any(not 0 < q < 1 for q in quantiles) or any(
                 a >= b for a, b in itertools.pairwise(quantiles)):
@@ -259,6 +269,8 @@ class SeriesModel(nn.Module):
             b = (b - mean) / std * real
             inputs.append(b)
             start = b
+            if self.fill_from_base:
+                inputs[0] = torch.where(observed, z, b)
         out = self.net(torch.cat(inputs, dim=-1), mask)
         c = self.channels
         y = start + out[..., :c]

@@ -141,3 +141,28 @@ def test_fit_on_episodes_early_stopping_keeps_the_best_validated_parameters():
     trained = _hybrid()
     fit_on_episodes(trained, ep, steps=20, batch=8, lr=1e-2, validation=ep, eval_every=5)
     assert not torch.equal(trained.net.head.weight, start["net.head.weight"])
+
+
+def test_fill_from_base_feeds_the_base_at_unobserved_steps(data):
+    x, base, observed, mask = data
+    filled = _hybrid(fill_from_base=True)
+    with torch.no_grad():
+        filled.net.head.weight.normal_()
+    # what the unobserved steps hold is never read: only the base is
+    noisy = torch.where(observed, x, torch.full_like(x, 1e3))
+    torch.testing.assert_close(filled(noisy, observed, mask, base), filled(x, observed, mask, base))
+    # with the same weights, the zero-filling model sees zeros there instead of the base
+    zero = _hybrid()
+    zero.load_state_dict(filled.state_dict())
+    assert not torch.allclose(filled(x, observed, mask, base), zero(x, observed, mask, base))
+    # fully observed series: nothing to fill, both models agree
+    full = torch.ones_like(observed)
+    torch.testing.assert_close(filled(x, full, mask, base), zero(x, full, mask, base))
+    # the untrained filled hybrid still returns its base
+    torch.testing.assert_close(_hybrid(fill_from_base=True)(x, observed, mask, base)[mask],
+                               base[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_fill_from_base_needs_a_base():
+    with pytest.raises(ValueError, match="fill_from_base=True needs use_base=True"):
+        SeriesModel(1, fill_from_base=True)
