@@ -149,7 +149,7 @@ def draw(doc: dict[str, Any], crops: dict[str, np.ndarray], panel_inches: float 
                                                       panel_inches + 0.7))
     for ax, (label, crop) in zip(np.atleast_1d(axes), crops.items()):
         ax.imshow(crop, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(f"{label}\n{psnr[label]:.2f} dB" if label in psnr else f"{label}\nPSNR (Y)",
+        ax.set_title(f"{label}\n{psnr[label]:.2f} dB" if label in psnr else f"{label}\n(HR Y)",
                      fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
