@@ -6,15 +6,16 @@
 #   scripts/evaluate_denoise.sh [METHOD ...]
 #
 # Default methods: n3net dncnn (the σ = 25 models, at σ = 25 only), n3net-blind, nlmeans,
-# bm3d (at every σ). Raw per-image results go to $RAW (default results/denoise, ignored by
-# git); a raw file that exists is reused for the classical methods (nlmeans, bm3d, whose
-# output does not depend on our weights) unless FORCE=1. Run it from a clean checkout: the
+# bm3d (at every σ). Raw per-image results go to $RAW (default docs/results/raw/denoise,
+# committed: BM3D on BSD68 takes about an hour here); a raw file that exists is reused for the
+# classical methods (nlmeans, bm3d, whose output does not depend on our weights) unless
+# FORCE=1. Run it from a clean checkout: the
 # page stamp names the commit and any uncommitted files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
-RAW=${RAW:-results/denoise}
+RAW=${RAW:-docs/results/raw/denoise}
 methods=("$@")
 [ ${#methods[@]} -gt 0 ] || methods=(n3net dncnn n3net-blind nlmeans bm3d)
 mkdir -p "$RAW"
