@@ -7,15 +7,16 @@ the high-resolution Y channel of the same size.
 stages (7 convolutions of 64 features, biases and ReLUs, no batch-norm) and an N³ block with
 k = 7 between consecutive stages; 8 channels pass between stages, as in the denoiser. The
 paper leaves the N³ patch geometry open; we keep the denoiser's: 10×10 patches at stride 5
-searched in a 15×15-patch window (80×80 px). Reasons: on the upsampled grid a 10 px patch is
-5, 3.3 and 2.5 low-resolution pixels at ×2, ×3, ×4 — a structure size that still repeats
-across an image at every scale; stride 5 divides 10, so the fast N³ backend applies; and the
-80 px window fits the 96 px training crops (:mod:`n3seq_image.sr_data`) with room for every
-query to have its full window. Images must then be at least 80 px per side (the upscaler
-pads smaller ones). The per-stage residuals of N3Net chain the input's first channel through
-every stage to the output (the N³ block passes its input on unchanged in its first channels),
-which is VDSR's global residual: with zero-initialised stage tails (the trainer's default)
-the network starts as the bicubic interpolation. 816 k parameters against VDSR's 666 k.
+searched in a 15×15-patch window (80×80 px). Reasons: on the upsampled grid a 10 px patch is 5,
+3.3 and 2.5 low-resolution pixels at ×2, ×3, ×4 — a structure size that still repeats across an
+image at every scale; stride 5 divides 10, so the fast N³ backend applies; and the 80 px window
+fits the 80 px training crops of the shipped recipe (``scripts/train_runs.sh``;
+:mod:`n3seq_image.sr_data`), where every query's window is the whole crop. Images must then be
+at least 80 px per side (the upscaler pads smaller ones). The per-stage residuals of N3Net
+chain the input's first channel through every stage to the output (the N³ block passes its
+input on unchanged in its first channels), which is VDSR's global residual: with zero-
+initialised stage tails (the trainer's default) the network starts as the bicubic
+interpolation. 816 k parameters against VDSR's 666 k.
 """
 
 from __future__ import annotations
