@@ -8,9 +8,10 @@ span plus Gaussian noise, several draws). Every method sees exactly the same epi
 scored on the same points (all in the test span).
 
 Ours is a **hybrid** :class:`~n3seq.timeseries.SeriesModel` (``use_base=True``): a classical
-base — chosen per dataset before any test run, configured on the training span — and the
-network predicting its correction; "with N³" has the global N³ stage (each window searches all
-windows of its context), "without N³" replaces it by a dense residual layer at the same
+base — the peer (TBATS excepted) with the lowest MSE on validation episodes from the last
+20 % of the training span, per dataset and task — and the network predicting its
+correction; "with N³" has the global N³ stage (each window searches all windows of its
+context), "without N³" replaces it by a dense residual layer at the same
 parameter budget, everything else equal. Both train on the same pool of training-span
 episodes, for several seeds (initialisation and draws); forecasters also predict the 10 % and
 90 % quantiles. The classical peers (Holt-Winters, STLForecast, SARIMAX with an order search,
@@ -23,10 +24,11 @@ Writes ``results.json`` (rows, a per-task summary and provenance, for
 ``scripts/render_docs_tables.py``), ``table.md`` and ``timeseries.png`` (a ``taylor``
 week-ahead forecast with its interval) to ``--out``.
 
-Usage (the docs run)::
+Usage (the docs run, one dataset at a time; see docs/timeseries.md)::
 
-    OMP_NUM_THREADS=1 nice -n 5 python examples/timeseries_experiment.py --out results/timeseries \
-        --json docs/results/timeseries.json --figure docs/img/timeseries.png
+    OMP_NUM_THREADS=1 nice -n 10 python examples/timeseries_experiment.py --datasets taylor \
+        --seeds 0 1 2 --out results/timeseries-taylor \
+        --json docs/results/timeseries-taylor.json --figure docs/img/timeseries.png
     python scripts/render_docs_tables.py docs/timeseries.md
 """
 
@@ -452,6 +454,10 @@ def add_cells(rows: list[dict]) -> None:
             r[f"{key}_cell"] = f"{r[key]:.4g}" + (f" ± {r[key + '_sd']:.2g}"
                                                   if f"{key}_sd" in r else "")
         r["coverage_cell"] = f"{100 * r['coverage_80']:.0f} %" if "coverage_80" in r else "–"
+        r["validation_cell"] = (f"{r['validation_mse']:.4g}" + (" (base)" if r.get("hybrid_base")
+                                                                 else "")
+                                if "validation_mse" in r else "–")
+        r["seeds_cell"] = str(r.get("seeds", "–"))
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -478,6 +484,9 @@ def summary(rows: list[dict]) -> list[dict]:
                     "ensemble_without_n3": f"{group[ens_plain[0]]['mse']:.4g}",
                     "best_peer": with_n3["best_peer"],
                     "best_peer_mse": f"{with_n3['best_peer_mse']:.4g}",
+                    "seeds": with_n3["seeds"],
+                    "paired": f"{with_n3['paired_wins']} of {with_n3['paired_episodes']}",
+                    "paired_diff": f"{with_n3['paired_diff']:+.2g} ± {with_n3['paired_se']:.2g}",
                     "verdict": "; ".join(verdict)})
     return out
 
