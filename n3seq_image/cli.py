@@ -167,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         clip_grad_norm=args.clip_grad_norm,
         weight_decay=args.weight_decay, seed=args.seed, val_data=args.val_data,
         val_images=args.val_images, val_crop=args.val_crop, val_every=args.val_every,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+        bn_batches=args.bn_batches, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
         max_minutes=args.max_minutes, threads=args.threads, init=args.init, sync_bn=args.sync_bn,
         progress=not args.no_progress, task=args.task, scales=args.scales,
     )
@@ -404,6 +405,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="centre crop of the validation images (0 = whole images)")
     p.add_argument("--val-every", type=positive_int, default=100,
                    help="validation interval in steps")
+    p.add_argument("--bn-batches", type=int, default=32,
+                   help="recompute the batch-norm statistics from this many fixed training "
+                        "batches before each validation and the final save (0 = keep the "
+                        "running averages)")
     p.add_argument("--checkpoint-every", type=positive_int, default=100,
                    help="checkpoint interval in steps")
     p.add_argument("--keep-checkpoints", type=int, default=2,

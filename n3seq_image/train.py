@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from n3seq_image.batchnorm_stats import recalibrate_batchnorm
 from n3seq_image.checkpoint import (
     atomic_write,
     atomic_write_json,
@@ -109,6 +110,11 @@ class TrainConfig:
         val_images: how many validation images to use.
         val_crop: centre crop of the validation images (bounds the cost; 0 = full images).
         val_every: validation interval in steps.
+        bn_batches: before each validation and before the final weights are written, every
+            batch-norm layer's running statistics are recomputed as the mean over this many
+            fixed training batches (:func:`~n3seq_image.batchnorm_stats.recalibrate_batchnorm`;
+            samples numbered from :data:`BN_SAMPLES_START`, outside the training stream; the
+            weights and the training trajectory are unchanged). 0 keeps the running averages.
         checkpoint_every: checkpoint interval in steps.
         keep_checkpoints: how many recent checkpoints to keep (0 = all).
         max_minutes: stop (after checkpointing) when this wall time is exceeded; 0 = no limit.
@@ -152,6 +158,7 @@ class TrainConfig:
     val_images: int = 4
     val_crop: int = 128
     val_every: int = 100
+    bn_batches: int = 32
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     max_minutes: float = 0.0
@@ -181,6 +188,7 @@ class TrainConfig:
         parse_sigma(self.sigma)
         minimum = {"steps": 1, "batch_size": 1, "crop": 1, "val_every": 1, "checkpoint_every": 1,
                    "lr_decay_steps": 1, "val_images": 1, "val_crop": 0, "keep_checkpoints": 0,
+                   "bn_batches": 0,
                    "threads": 0, "seed": 0, "warmup_steps": 0, "stop_after": 0}
         for name, low in minimum.items():
             value = getattr(self, name)
@@ -260,6 +268,10 @@ def zero_init_tails(model: nn.Module) -> int:
 
 #: Steps with a non-finite gradient in a row after which training stops.
 MAX_SKIPPED_IN_A_ROW = 10
+
+#: First sample number of the batch-norm recalibration batches: 2⁴⁰, far beyond any run's
+#: training samples, so they never coincide with (or perturb) the training stream.
+BN_SAMPLES_START = 2**40
 
 
 def gradient_is_finite(model: nn.Module, max_norm: float = 0.0) -> bool:
@@ -357,6 +369,12 @@ def init_distributed() -> DistInfo:
     return info
 
 
+def bn_sample_indices(batch: int, batch_size: int) -> range:
+    """Sample numbers of batch-norm recalibration batch ``batch`` (never training samples)."""
+    start = BN_SAMPLES_START + batch * batch_size
+    return range(start, start + batch_size)
+
+
 def load_validation(cfg: TrainConfig) -> torch.Tensor | None:
     """Validation images ``(N, 1, h, w)``: first ``val_images`` files, centre-cropped."""
     if not cfg.val_data:
@@ -440,7 +458,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         saved = doc["state"].get("config", {})
         volatile = {
             "out", "steps", "max_minutes", "stop_after", "threads", "progress",
-            "keep_checkpoints", "precision", "clip_grad_norm",
+            "keep_checkpoints", "precision", "clip_grad_norm", "bn_batches",
         }
         diff = {
             k: (saved.get(k), v)
@@ -480,6 +498,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     skipped, skipped_in_a_row = (log[-1].get("skipped", 0) if log else 0), 0
     step = start_step
 
+    def recalibrate() -> None:
+        if cfg.bn_batches:
+            recalibrate_batchnorm(
+                model,
+                (dataset.batch(bn_sample_indices(i, cfg.batch_size))[0].to(device)
+                 for i in range(cfg.bn_batches)),
+                context=lambda: autocast(cfg.precision, device),
+            )
+
     def checkpoint() -> None:
         if info.main:
             state = {
@@ -517,6 +544,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             step += 1
             bar.update(1)
             if step % cfg.val_every == 0 or step == cfg.steps:
+                recalibrate()
                 if validator is not None:
                     last_val = validator(model)
                 log.append({
@@ -557,6 +585,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         }
         if cfg.task == "sr":
             extra = sr_weights_extra(cfg, extra)
+        if step % cfg.val_every and step != cfg.steps:
+            recalibrate()  # stopped between validations: the buffers are training averages
         save_weights(run_dir / "model.safetensors", model, extra=extra)
         write_logs(run_dir, log)
     if info.enabled:
