@@ -1,25 +1,13 @@
 """scripts/merge_results.py: evaluate JSON files pivoted into one docs table."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._scripts import load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("merge_results",
-                                                  ROOT / "scripts" / "merge_results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-merge_results = _load()
+merge_results = load_script("merge_results")
 
 
 def _meta(commit: str) -> dict:

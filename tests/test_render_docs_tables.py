@@ -1,27 +1,17 @@
 """scripts/render_docs_tables.py: tables between markers, rendered from result JSON."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from n3seq._provenance import run_metadata, write_results_json
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_renderer():
-    spec = importlib.util.spec_from_file_location("render_docs_tables",
-                                                  ROOT / "scripts" / "render_docs_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rdt = _load_renderer()
+rdt = load_script("render_docs_tables")
 
 META = {"commit": "abc1234567", "dirty": [], "machine": "Test CPU, 2 cores", "torch": "2.0",
         "threads": 1, "date": "2025-01-02 03:04:05 +0000"}

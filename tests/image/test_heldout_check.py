@@ -8,9 +8,7 @@ and the numbers it reports.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +19,11 @@ from PIL import Image
 from n3seq_image import VDSR
 from n3seq_image.checkpoint import save_weights
 from n3seq_image.train import zero_init_tails
+from tests._scripts import load_script
 
 from ._helpers import tiny_weights
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("heldout_check", ROOT / "scripts" / "heldout_check.py")
-hc = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = hc
-spec.loader.exec_module(hc)
+hc = load_script("heldout_check")
 
 
 def _centre(image: np.ndarray, size: int) -> np.ndarray:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,21 +15,11 @@ from n3seq_image.data import save_image
 from n3seq_image.sr_data import SRValidation
 from n3seq_image.sr_evaluate import evaluate_sr
 from n3seq_image.train import TrainConfig, zero_init_tails
+from tests._scripts import load_script
 
 from ._helpers import smooth_image, write_folder
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lc = _load("learning_curve")
+lc = load_script("learning_curve")
 
 
 def _rgb_folder(folder: Path, sizes=((40, 36), (38, 44))) -> Path:
@@ -144,5 +132,5 @@ def test_denoise_runs_get_the_bm3d_line(tmp_path):
 
 
 def test_old_name_runs_the_same_script(tmp_path):
-    shim = _load("denoise_learning_curve")
+    shim = load_script("denoise_learning_curve")
     assert shim.main is lc.main

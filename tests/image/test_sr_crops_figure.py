@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +13,11 @@ from n3seq_image.checkpoint import save_weights
 from n3seq_image.data import save_image
 from n3seq_image.sr_evaluate import build_sr_methods, evaluate_sr
 from n3seq_image.train import zero_init_tails
+from tests._scripts import load_script
 
 from ._helpers import smooth_image
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("sr_crops_figure",
-                                              ROOT / "scripts" / "sr_crops_figure.py")
-fig_mod = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = fig_mod
-spec.loader.exec_module(fig_mod)
+fig_mod = load_script("sr_crops_figure")
 
 
 @pytest.fixture
