@@ -261,7 +261,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return state, info
 
 
-def _check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Raises ``ValueError`` (prefixed with ``what``) unless ``state`` has exactly ``model``'s
+    keys and shapes; ``model`` may live on the ``meta`` device."""
     ours = model.state_dict()
     missing = sorted(k for k in ours if k not in state)
     unexpected = sorted(k for k in state if k not in ours)
@@ -292,7 +294,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
         raise ValueError(
             f"{path}: cannot build a {info['model']} from its metadata: {exc}"
         ) from None
-    _check_state_fits(skeleton, state, what)
+    check_state_fits(skeleton, state, what)
     del skeleton
     model = build_model(info["model"], info["config"])
     model.load_state_dict(state)
@@ -481,7 +483,7 @@ def load_checkpoint(
     except ValueError as exc:
         raise ValueError(f"{exc}; {hint}") from None
     target = getattr(model, "module", model)
-    _check_state_fits(target, state, f"checkpoint {ckpt} does not fit the model")
+    check_state_fits(target, state, f"checkpoint {ckpt} does not fit the model")
     opt_file = ckpt / "optimizer.safetensors"
     if not opt_file.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} is incomplete: {opt_file.name} missing")

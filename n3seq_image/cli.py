@@ -170,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bn_batches=args.bn_batches, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         max_minutes=args.max_minutes, threads=args.threads, init=args.init, sync_bn=args.sync_bn,
+        init_weights=args.init_weights,
         progress=not args.no_progress, task=args.task, scales=args.scales,
     )
     from n3seq_image.data import list_images
@@ -417,6 +418,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="wall-time cap in minutes (0 = none)")
     p.add_argument("--threads", type=thread_count, default=0,
                    help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--init-weights", default=None, metavar="PATH",
+                   help="start from this weights file of the same model and config "
+                        "(fine-tuning); the optimiser and schedule start afresh")
     p.add_argument("--init", choices=["zero-tail", "default"], default="zero-tail",
                    help="zero-tail: residual stages start as the identity")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (GPU)")

@@ -34,8 +34,10 @@ from n3seq_image.checkpoint import (
     atomic_write_json,
     build_model,
     check_model_config,
+    check_state_fits,
     latest_checkpoint,
     load_checkpoint,
+    read_weights,
     save_checkpoint,
     save_weights,
 )
@@ -127,6 +129,11 @@ class TrainConfig:
             correction; this saves the first few hundred steps of a short run. ``"default"``
             keeps the model's own initialisation.
         sync_bn: use SyncBatchNorm under DDP (GPU only).
+        init_weights: start from this weights file (``OUT/model.safetensors`` of an earlier
+            run, or a shipped file) instead of a fresh initialisation — fine-tuning, e.g. the
+            blind model from the σ = 25 one. It must hold the same model with the same
+            configuration (checked before anything is made); ``init`` is then not applied.
+            The optimiser and schedule start afresh.
         progress: show a tqdm progress bar.
         task: ``"denoise"``, or ``"sr"``: super-resolution of the Y channel with ``model``
             ``"n3net"`` (N3Net-SR) or ``"vdsr"`` on multi-scale bicubic pairs
@@ -166,6 +173,7 @@ class TrainConfig:
     threads: int = 0
     init: str = "zero-tail"
     sync_bn: bool = False
+    init_weights: str | None = None
     progress: bool = True
     task: str = "denoise"
     scales: str = "2,3,4"
@@ -214,6 +222,8 @@ class TrainConfig:
                            source="model_config")
         if self.init not in ("zero-tail", "default"):
             raise ValueError(f"init must be 'zero-tail' or 'default', got {self.init!r}")
+        if self.init_weights is not None:
+            self.initial_state()
         if self.schedule not in ("cosine", "exponential"):
             raise ValueError(
                 f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}"
@@ -235,6 +245,25 @@ class TrainConfig:
             list_images(self.data)
         if self.val_data:
             list_images(self.val_data)
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        """The tensors of ``init_weights``, checked to fit this run's model exactly.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not an n3seq_image weights file, another model, or other shapes.
+        """
+        path = str(self.init_weights)
+        state, info = read_weights(path)
+        config = {**default_model_config(self.task, self.model), **self.model_config}
+        if info["model"] != self.model:
+            raise ValueError(f"init_weights: {path} holds a {info['model']!r} model, this run "
+                             f"trains a {self.model!r}")
+        with torch.device("meta"):
+            skeleton = build_model(self.model, config)
+        check_state_fits(skeleton, state, f"init_weights: {path} does not fit a {self.model} "
+                                          f"with config {config}")
+        return state
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -444,7 +473,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model_cfg = {**default_model_config(cfg.task, cfg.model), **cfg.model_config}
     model = build_model(cfg.model, model_cfg)
-    if cfg.init == "zero-tail":
+    if cfg.init_weights is not None:
+        model.load_state_dict(cfg.initial_state())
+    elif cfg.init == "zero-tail":
         zero_init_tails(model)
     model = model.to(device, memory_format=preferred_memory_format(device)).train()
     optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)

@@ -12,8 +12,9 @@
 # can `restore` and continue.
 #
 # Runs: n3net_s25, dncnn_s25 (the same budget, data stream and recipe as n3net_s25),
-# n3net_blind (sigma 0-55), pilot_old / pilot_new (DnCNN, 600 steps: the old exponential recipe
-# in float32 vs warm-up + cosine with bf16 and 8-bit samples), vdsr, n3net_sr (the same
+# n3net_blind (sigma 0-55, 6000 steps fine-tuned from the shipped sigma-25 N3Net),
+# pilot_old / pilot_new (DnCNN, 600 steps: the old exponential recipe in float32 vs warm-up +
+# cosine with bf16 and 8-bit samples), vdsr, n3net_sr (the same
 # budget, data stream and recipe: sr_common, 8000 steps of 8 crops of 80×80 at ×2/×3/×4 mixed,
 # validated on Set5; 80 px is the smallest crop N3Net-SR takes, one full N³ search window).
 set -euo pipefail
@@ -41,7 +42,9 @@ args_of() {
       --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
     dncnn_s25) echo --model dncnn --sigma 25 --steps 12000 "${recipe[@]}" "${denoise_common[@]}" \
       --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
-    n3net_blind) echo --model n3net --sigma 0-55 --steps 12000 "${recipe[@]}" \
+    # Fine-tuned from the shipped sigma-25 N3Net (copy n3net_s25's final weights there first).
+    n3net_blind) echo --model n3net --sigma 0-55 --steps 6000 "${recipe[@]}" --warmup-steps 100 \
+      --init-weights n3seq_image/weights/n3net_sigma25.safetensors \
       "${denoise_common[@]}" --val-every 250 --checkpoint-every 250 --keep-checkpoints 2 ;;
     pilot_old) echo --model dncnn --sigma 25 --steps 600 --schedule exponential --lr 1e-3 \
       --lr-decay 0.1 --lr-decay-steps 1000 --precision float32 --quantized-share 0 \
@@ -73,7 +76,7 @@ print(l(sys.argv[1]) or '')" "$RUNS/$run")
     cp -r "training/$run" "$RUNS/$run"
     echo "restored training/$run to $RUNS/$run" ;;
   "" | -h | --help)
-    sed -n '2,18p' "$0" ;;
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' ;;
   *)
     run=$1; shift
     read -r -a run_args <<< "$(args_of "$run")"
