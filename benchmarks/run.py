@@ -9,8 +9,10 @@ Usage::
 Suites: ``sets`` (global knn_aggregate vs hard kNN and a naive full-matrix relaxation),
 ``windows`` (1-D windows), ``image`` (N3Net inference vs the same convolutions without N³),
 ``train`` (N3Net vs DnCNN-17 training step), ``cuda`` (the sets suite on a GPU with fp16/bf16
-autocast; skipped without CUDA). Times are medians; ratios are to the baseline of the same
-group, measured in the same run.
+autocast; skipped without CUDA), ``denoise`` (the shipped σ = 25 N3Net through
+``n3seq-image denoise``'s code path on a noisy photo mosaic at precision float32, auto and
+bfloat16, with PSNR and seconds per megapixel). Times are medians; ratios are to the baseline
+of the same group, measured in the same run.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from typing import Any
 
 import torch
 
-from benchmarks.cases import CASES
+from benchmarks.cases import CASES, ScoredCall
 from benchmarks.measure import interleaved_times, median_time, peak_memory
 from n3seq._files import atomic_write
 from n3seq._provenance import run_metadata
 
-SUITES = ("sets", "windows", "image", "train", "cuda")
+SUITES = ("sets", "windows", "image", "train", "cuda", "denoise")
+#: Precisions of the denoise comparison groups; the first is the baseline.
+DENOISE_PRECISIONS = ("float32", "auto", "bfloat16")
 
 
 @dataclass
@@ -88,6 +92,26 @@ def _sets_jobs(sizes: list[int], suite: str = "sets", device: str = "cpu",
     return jobs
 
 
+def _denoise_jobs(args: argparse.Namespace) -> list[Job]:
+    """The ``denoise`` suite: per ``--denoise-sizes`` a group float32 (baseline) / auto /
+    bfloat16; per ``--denoise-auto-sizes`` a group of the default (auto) alone, with float32
+    beside it as baseline under ``--denoise-baseline``."""
+    jobs = []
+    labels = {"float32": "precision float32", "auto": "precision auto (default)",
+              "bfloat16": "precision bfloat16"}
+    compared = set(args.denoise_sizes)
+    sizes = [(size, DENOISE_PRECISIONS) for size in args.denoise_sizes]
+    sizes += [(size, ("float32", "auto") if args.denoise_baseline else ("auto",))
+              for size in args.denoise_auto_sizes if size not in compared]
+    for (h, w), precisions in sizes:
+        group = f"denoise {h}x{w}"
+        for precision in precisions:
+            jobs.append(Job("denoise", labels[precision], "denoise_image",
+                            {"height": h, "width": w, "precision": precision}, group, h * w,
+                            baseline=precision == "float32"))
+    return jobs
+
+
 def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
     jobs: list[Job] = []
     skipped: dict[str, str] = {}
@@ -102,14 +126,15 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
                      Job("windows", "n3 forward", "windows_n3", p, group, n),
                      Job("windows", "n3 forward+backward", "windows_n3", {**p, "grad": True},
                          group, n)]
-    if "image" in suites or "train" in suites:
+    needs_image = ("image", "train", "denoise")
+    if any(s in suites for s in needs_image):
         try:
             import n3seq_image  # noqa: F401
         except ImportError as err:
-            for s in ("image", "train"):
+            for s in needs_image:
                 if s in suites:
                     skipped[s] = f"n3seq_image not importable: {err}"
-            suites = [s for s in suites if s not in ("image", "train")]
+            suites = [s for s in suites if s not in needs_image]
     # Each image / train comparison runs twice: NCHW and channels-last (what the CLI uses on
     # CPU, see n3seq_image.memory_format); baseline and N3Net always share the format.
     formats = (("", False), (" channels-last", True))
@@ -137,6 +162,8 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, str]]:
                             args.train_batch))
             jobs.append(Job("train", "N3Net step", "train_step", {**p, "model": "n3net"},
                             group, args.train_batch))
+    if "denoise" in suites:
+        jobs += _denoise_jobs(args)
     if "cuda" in suites:
         if torch.cuda.is_available():
             jobs += _sets_jobs(args.sizes, "cuda", "cuda", (None, "float16", "bfloat16"))
@@ -166,6 +193,9 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace) -> None:
             else:
                 timed = {key: median_time(fn, args.repeats, args.budget)
                          for key, fn in fns.items()}
+            for key, fn in fns.items():  # e.g. the PSNR of a denoised image, untimed
+                if isinstance(fn, ScoredCall):
+                    timed[key].update(fn.metrics())
         except (RuntimeError, MemoryError) as err:
             for key in fns:
                 members[int(key)].result["error"] = f"{type(err).__name__}: {str(err)[:200]}"
@@ -180,24 +210,39 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace) -> None:
     baselines = {j.group: j for j in jobs if j.baseline}
     for job in jobs:
         base = baselines.get(job.group)
-        if base and "median_s" in job.result and "median_s" in base.result:
-            job.result["ratio"] = job.result["median_s"] / base.result["median_s"]
+        r = job.result
+        if base and "median_s" in r and "median_s" in base.result:
+            r["ratio"] = r["median_s"] / base.result["median_s"]
+        if "median_s" in r and "megapixels" in r:
+            r["s_per_mp"] = r["median_s"] / r["megapixels"]
+        if base and "psnr_db" in r and "psnr_db" in base.result:
+            r["psnr_delta_db"] = r["psnr_db"] - base.result["psnr_db"]
 
 
 def format_table(jobs: list[Job]) -> str:
+    """The printed table; with denoise rows also s/MP, autocast dtype, PSNR and its Δ."""
+    quality = any("psnr_db" in j.result for j in jobs)
     head = ("group", "case", "median ms", "ratio", "peak MiB", "call MiB", "n")
+    if quality:
+        head += ("s/MP", "dtype", "PSNR dB", "Δ dB")
     rows = [head]
     for j in jobs:
         r = j.result
         if "error" in r and "median_s" not in r:
-            rows.append((j.group, j.label, "error", "", "", "", r["error"][:40]))
+            rows.append((j.group, j.label, "error", "", "", "", r["error"][:40])
+                        + ("", "", "", "") * quality)
             continue
-        rows.append((
+        row = (
             j.group, j.label + (" [baseline]" if j.baseline else ""),
             f"{1e3 * r['median_s']:.1f}", f"{r['ratio']:.2f}" if "ratio" in r else "",
             f"{r['peak_mib']:.0f}" if "peak_mib" in r else r.get("error", "")[:20],
             f"{r['call_mib']:.0f}" if "call_mib" in r else "", str(r.get("repeats", "")),
-        ))
+        )
+        if quality:
+            row += (f"{r['s_per_mp']:.2f}" if "s_per_mp" in r else "", r.get("dtype", ""),
+                    f"{r['psnr_db']:.3f}" if "psnr_db" in r else "",
+                    f"{r['psnr_delta_db']:+.3f}" if "psnr_delta_db" in r else "")
+        rows.append(row)
     widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -233,6 +278,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-sizes", type=_image_sizes, default=None,
                    help="HxW list (default 256x256,481x321,1024x1024)")
     p.add_argument("--train-batch", type=int, default=None, help="training batch (default 32)")
+    p.add_argument("--denoise-sizes", type=_image_sizes, default=None,
+                   help="HxW list of the denoise suite's groups float32 (baseline) / auto / "
+                        "bfloat16 (default 1024x1024; --quick 128x128)")
+    p.add_argument("--denoise-auto-sizes", type=_image_sizes, default=None,
+                   help="HxW list of denoise groups with the default precision (auto) alone; "
+                        "'' for none (default 2000x2000; --quick 160x160)")
+    p.add_argument("--denoise-baseline", action="store_true",
+                   help="also time float32 (the baseline) beside auto in the "
+                        "--denoise-auto-sizes groups (one more full-size run per repeat)")
     p.add_argument("--only", type=lambda x: [w for w in x.split(",") if w], default=None,
                    help="comma-separated words: keep only cases whose label contains one "
                         "(plus the baselines), e.g. --only approx")
@@ -258,6 +312,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.image_sizes = args.image_sizes or (
         [(256, 256)] if q else [(256, 256), (481, 321), (1024, 1024)])
     args.train_batch = args.train_batch or (4 if q else 32)
+    if args.denoise_sizes is None:
+        args.denoise_sizes = [(128, 128)] if q else [(1024, 1024)]
+    if args.denoise_auto_sizes is None:
+        args.denoise_auto_sizes = [(160, 160)] if q else [(2000, 2000)]
     args.repeats = args.repeats or (3 if q else 5)
     return args
 

@@ -45,6 +45,7 @@ def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
     markdown = capsys.readouterr().out
     assert "| sets N=64 | hard kNN (baseline) |" in markdown
     assert "1.00×" in markdown
+    assert "PSNR" not in markdown and "s/MP" not in markdown  # denoise columns only for it
     assert {"commit", "machine"} <= set(payload["meta"])
 
     docs = tmp_path / "docs.json"
@@ -54,6 +55,102 @@ def test_sets_and_windows_suites_write_json(tmp_path, capsys, keep_threads):
     assert {r["suite"] for r in written["rows"]} == {"windows"}
     assert all(r["ratio"].endswith("×") and r["median_s"] > 0 for r in written["rows"])
     assert "| sets N=64" not in capsys.readouterr().out  # --suites filters the table too
+
+
+def test_denoise_suite_rows_carry_psnr_dtype_and_seconds_per_megapixel(tmp_path, capsys,
+                                                                       keep_threads):
+    pytest.importorskip("n3seq_image")
+    from n3seq_image.precision import bf16_supported
+
+    out = tmp_path / "bench.json"
+    main(["--suites", "denoise", "--quick", "--repeats", "1", "--budget", "0.001",
+          "--no-memory", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row["group"], {})[row["params"]["precision"]] = row
+    assert set(groups) == {"denoise 128x128", "denoise 160x160"}
+    compared, alone = groups["denoise 128x128"], groups["denoise 160x160"]
+    assert set(compared) == {"float32", "auto", "bfloat16"} and set(alone) == {"auto"}
+    assert [p for p, r in compared.items() if r["baseline"]] == ["float32"]
+    auto_dtype = "bfloat16" if bf16_supported("cpu") else "float32"
+    expected = {"float32": "float32", "auto": auto_dtype, "bfloat16": "bfloat16"}
+    base = compared["float32"]["result"]
+    for precision, row in [*compared.items(), ("auto", alone["auto"])]:
+        r = row["result"]
+        assert r["dtype"] == expected[precision], row
+        side = row["params"]["height"]
+        assert r["megapixels"] == side * side / 1e6 and r["tiles"] == 1
+        assert r["s_per_mp"] == pytest.approx(r["median_s"] / r["megapixels"])
+        assert r["psnr_db"] > r["psnr_noisy_db"] + 3, row  # the shipped model denoises
+    for r in (row["result"] for row in compared.values()):
+        assert r["psnr_delta_db"] == pytest.approx(r["psnr_db"] - base["psnr_db"])
+        assert abs(r["psnr_delta_db"]) < 0.1  # bf16 convolutions, float32 N³ matching
+    assert "ratio" not in alone["auto"]["result"]  # no float32 beside it by default
+    assert "psnr_delta_db" not in alone["auto"]["result"]
+    assert "PSNR dB" in capsys.readouterr().out
+
+    from benchmarks.report import main as report
+
+    docs = tmp_path / "docs.json"
+    assert report([str(out), "--docs-json", str(docs)]) == 0
+    markdown = capsys.readouterr().out
+    assert "| s/MP | dtype | PSNR (dB) | Δ PSNR vs float32 (dB) |" in markdown
+    line = next(x for x in markdown.splitlines() if "| denoise 128x128 | precision auto" in x)
+    assert f"| {auto_dtype} |" in line
+    assert f"| {compared['auto']['result']['psnr_db']:.2f} |" in line
+    baseline_line = next(x for x in markdown.splitlines() if "float32 (baseline)" in x)
+    assert baseline_line.endswith("| +0.000 |")
+    written = json.loads(docs.read_text())["rows"]
+    assert len(written) == 4
+    for row in written:
+        assert {"per_mp", "dtype", "psnr", "psnr_delta", "s_per_mp", "psnr_db"} <= set(row)
+        assert float(row["psnr"]) == pytest.approx(row["psnr_db"], abs=0.005)
+    assert sum("psnr_delta_db" in row for row in written) == 3
+
+
+def test_denoise_suite_sizes_and_float32_beside_the_default():
+    from benchmarks.run import build_jobs
+
+    def groups(*argv):
+        jobs, _ = build_jobs(parse_args(["--suites", "denoise", *argv]))
+        out: dict = {}
+        for job in jobs:
+            out.setdefault(job.group, []).append((job.label, job.baseline))
+        return out
+
+    default = groups()
+    assert set(default) == {"denoise 1024x1024", "denoise 2000x2000"}
+    assert len(default["denoise 1024x1024"]) == 3
+    assert default["denoise 2000x2000"] == [("precision auto (default)", False)]
+    beside = groups("--denoise-baseline")["denoise 2000x2000"]
+    assert beside == [("precision float32", True), ("precision auto (default)", False)]
+    assert set(groups("--denoise-auto-sizes", "")) == {"denoise 1024x1024"}
+    # a size in both lists is compared once, with all three precisions
+    assert groups("--denoise-sizes", "96x96", "--denoise-auto-sizes", "96x96,100x80") == {
+        "denoise 96x96": default["denoise 1024x1024"],
+        "denoise 100x80": [("precision auto (default)", False)]}
+
+
+def test_photo_mosaic_is_a_deterministic_natural_image():
+    pytest.importorskip("skimage")
+    import numpy as np
+
+    from benchmarks.cases import photo_mosaic
+
+    image = photo_mosaic(300, 517)
+    assert image.shape == (300, 517) and image.dtype == np.float32
+    np.testing.assert_array_equal(image, photo_mosaic(300, 517))
+    assert not np.array_equal(image, photo_mosaic(300, 517, seed=1))
+    np.testing.assert_allclose(image * 255, np.round(image * 255), atol=1e-4)  # 8-bit levels
+    assert 0 <= image.min() and image.max() <= 1
+    cells = [image[:256, :256], image[:256, 256:512], image[256:, :256]]
+    assert all(c.std() > 0.05 for c in cells)  # photo content, not flat
+    assert not np.array_equal(cells[0][:44], cells[1][:44, :256])
+    with pytest.raises(ValueError, match="cell must be <= 300"):
+        photo_mosaic(64, 64, cell=400)
+    with pytest.raises(ValueError, match="height"):
+        photo_mosaic(0, 64)
 
 
 def test_report_help_and_a_missing_file(tmp_path):
