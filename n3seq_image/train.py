@@ -528,6 +528,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     running, count, last_val = 0.0, 0, (log[-1].get("val_psnr") if log else None)
     skipped, skipped_in_a_row = (log[-1].get("skipped", 0) if log else 0), 0
     step = start_step
+    calibrated_at = -1  # the step whose batch-norm statistics were last recomputed
 
     def recalibrate() -> None:
         if cfg.bn_batches:
@@ -575,8 +576,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             step += 1
             bar.update(1)
             if step % cfg.val_every == 0 or step == cfg.steps:
-                recalibrate()
                 if validator is not None:
+                    recalibrate()
+                    calibrated_at = step
                     last_val = validator(model)
                 log.append({
                     "step": step, "lr": lr, "loss": running / count if count else None,
@@ -616,8 +618,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         }
         if cfg.task == "sr":
             extra = sr_weights_extra(cfg, extra)
-        if step % cfg.val_every and step != cfg.steps:
-            recalibrate()  # stopped between validations: the buffers are training averages
+        if calibrated_at != step:  # the buffers are training averages since the last one
+            recalibrate()
         save_weights(run_dir / "model.safetensors", model, extra=extra)
         write_logs(run_dir, log)
     if info.enabled:
