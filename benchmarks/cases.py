@@ -358,7 +358,7 @@ def denoise_image(height: int, width: int, precision: str = "auto", model: str =
     tiles together.
     """
     from n3seq_image.data import add_noise
-    from n3seq_image.denoise import MIN_SIZE, denoise_array, get_denoiser, tile_starts
+    from n3seq_image.denoise import MIN_SIZE, denoise_array, get_denoiser, tile_spans
     from n3seq_image.metrics import psnr
     from n3seq_image.precision import autocast_dtype, bf16_supported
 
@@ -368,13 +368,13 @@ def denoise_image(height: int, width: int, precision: str = "auto", model: str =
                             precision=precision)
     dtype = autocast_dtype(precision, device)
     padded = [max(n, MIN_SIZE) for n in (height, width)]  # small images are padded to 80
-    starts = [tile_starts(n, tile, overlap) for n in padded]
+    spans = [tile_spans(n, tile, overlap) for n in padded]
     info = {
         "dtype": "float32" if dtype is None else str(dtype).split(".")[-1],
         "bf16_native": bf16_supported(device), "megapixels": height * width / 1e6,
-        "tiles": len(starts[0]) * len(starts[1]),
-        "processed_megapixels": float(np.prod([len(s) * min(tile, n)
-                                               for s, n in zip(starts, padded)])) / 1e6,
+        "tiles": len(spans[0][1]) * len(spans[1][1]),
+        "processed_megapixels": float(np.prod([len(starts) * size
+                                               for size, starts in spans])) / 1e6,
         "psnr_noisy_db": psnr(noisy, clean),
     }
     return ScoredCall(lambda: denoise_array(denoiser, noisy),

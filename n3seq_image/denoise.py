@@ -16,6 +16,7 @@ always float32. Without a σ, :func:`denoise_file` estimates it
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,13 +136,30 @@ def blind_available() -> bool:
     return (WEIGHTS_DIR / SHIPPED[BLIND]).is_file()
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with ≥ ``overlap``."""
+def tile_spans(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """The tiles that cover ``[0, length)``: their common size and their start offsets.
+
+    The fewest tiles of at most ``tile`` px whose neighbours overlap by at least ``overlap``,
+    spread evenly and made as small as that allows (never under the 80-px minimum and more
+    than ``2 * overlap``), so that no tile is mostly a re-run of its neighbour: a 1024-px side
+    with ``tile=512, overlap=48`` takes 3 tiles of 374 px rather than 3 of 512.
+
+    Args:
+        length: the side to cover (``>= 1``).
+        tile: the largest tile side.
+        overlap: the least overlap of neighbouring tiles (``0 <= overlap < tile / 2``).
+
+    Returns:
+        ``(size, starts)``: one tile ``[0, length)`` when ``length <= tile``, else tiles
+        ``[s, s + size)`` for each ``s`` in ``starts``; the first starts at 0 and the last
+        ends at ``length``.
+    """
     if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    return [*starts, length - tile]
+        return length, [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = max(math.ceil((length + (count - 1) * overlap) / count), MIN_SIZE, 2 * overlap + 1)
+    size = min(size, tile)
+    return size, [round(i * (length - size) / (count - 1)) for i in range(count)]
 
 
 def _ramp(size: int, overlap: int) -> np.ndarray:
@@ -168,7 +186,8 @@ def denoise_tensor(
     Args:
         model: network mapping ``(1, 1, h, w)`` → ``(1, 1, h, w)``.
         image: grayscale float image (noisy, unclipped).
-        tile: tile side in pixels (>= 80); images up to ``tile`` per side go in one piece.
+        tile: the largest tile side in pixels (>= 80); images up to ``tile`` per side go in
+            one piece, larger ones in the fewest evenly spread tiles (:func:`tile_spans`).
         overlap: overlap of neighbouring tiles; the outputs are blended with linear ramps.
         device: where the model runs (the model is moved there, in place, in the
             :func:`~n3seq_image.memory_format.preferred_memory_format` of the device).
@@ -210,11 +229,10 @@ def denoise_tensor(
         return run(image)[:h0, :w0]
     acc = np.zeros((h, w), dtype=np.float64)
     norm = np.zeros((h, w), dtype=np.float64)
-    th, tw = min(tile, h), min(tile, w)
     from tqdm.auto import tqdm
 
-    lefts = tile_starts(w, tile, overlap)
-    corners = [(top, left) for top in tile_starts(h, tile, overlap) for left in lefts]
+    (th, tops), (tw, lefts) = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    corners = [(top, left) for top in tops for left in lefts]
     for top, left in tqdm(corners, desc="tiles", disable=not progress, file=sys.stderr,
                           leave=False):
         y = run(image[top : top + th, left : left + tw])

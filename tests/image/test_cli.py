@@ -14,7 +14,7 @@ import n3seq_image.denoise as denoise_mod
 from n3seq_image.cli import main
 from n3seq_image.data import load_image, save_image
 from n3seq_image.demo import run_demo
-from n3seq_image.denoise import denoise_tensor, shipped_weights, tile_starts
+from n3seq_image.denoise import denoise_tensor, shipped_weights, tile_spans
 from tests.image._helpers import smooth_image, tiny_weights, write_folder
 
 
@@ -118,13 +118,24 @@ class TestDenoiseCommand:
 
 
 class TestTiling:
-    def test_tile_starts_cover(self):
-        for length in (80, 81, 200, 513):
-            starts = tile_starts(length, 96, 16)
-            covered = np.zeros(length, bool)
-            for s in starts:
-                covered[s : s + 96] = True
-            assert covered.all() and starts[-1] + 96 == max(length, 96)
+    @pytest.mark.parametrize("tile,overlap", [(96, 16), (512, 48), (80, 39), (200, 0)])
+    def test_tile_spans_cover_with_overlap(self, tile, overlap):
+        for length in (1, 80, 81, 200, 513, 1024, 2000, 2001):
+            size, starts = tile_spans(length, tile, overlap)
+            if length <= tile:
+                assert (size, starts) == (length, [0])
+                continue
+            assert min(80, tile) <= size <= tile and starts[0] == 0
+            assert starts[-1] + size == length
+            gaps = np.diff(starts)
+            assert (gaps > 0).all() and (size - gaps >= overlap).all(), (length, size, starts)
+            # the fewest tiles of size `tile` that could cover it with this overlap
+            fewest = 1 + -(-(length - tile) // (tile - overlap))
+            assert len(starts) == fewest
+
+    def test_tile_spans_shrink_tiles_to_what_covering_needs(self):
+        # 1024 px in 512-px tiles with 48 px overlap: 3 tiles are needed; 374 px each suffice
+        assert tile_spans(1024, 512, 48) == (374, [0, 325, 650])
 
     def test_tiled_equals_whole_for_pixelwise_model(self):
         model = nn.Conv2d(1, 1, 1)
