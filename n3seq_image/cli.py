@@ -433,7 +433,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             q.add_argument("--sigma", type=sigma_value, required=True,
                            help="noise level of the input on the 0-255 scale, in (0, 255]")
         q.add_argument("--tile", type=tile_size, default=512,
-                       help="networks run on tiles of at most this size (px, >= 80) to bound memory")
+                       help="largest tile side (px, >= 80): networks run on tiles to bound memory")
         q.add_argument("--overlap", type=non_negative_int, default=48,
                        help="overlap of neighbouring tiles (px, < tile/2); blended linearly")
         q.add_argument("--device", default="cpu",

@@ -18,7 +18,8 @@ attributes (``key=value``, values with spaces in double quotes):
   A column whose cells are all numbers is right-aligned.
 - ``rows``: the top-level key holding the rows (default ``rows``).
 - ``where``: keep rows whose fields equal the given values, ``"key=value,key=value"``
-  (compared as text, so ``seed=0`` matches the number 0).
+  (compared as text, so ``seed=0`` matches the number 0); ``key=a;b`` keeps rows whose
+  ``key`` is any of ``a`` and ``b``.
 
 Under each table the script writes one line naming the JSON, its commit (and any uncommitted
 tracked files at run time), the machine, torch version, threads and date.
@@ -121,7 +122,7 @@ def load_results(path: Path, rows_key: str, where: str) -> tuple[dict[str, Any],
 
 
 def select_rows(rows: list[dict], spec: str | None, where: str) -> list[dict]:
-    """Rows whose fields equal every ``key=value`` of ``spec``."""
+    """Rows that meet every ``key=value`` (or ``key=a;b``: any of them) of ``spec``."""
     if not spec:
         return rows
     wanted = []
@@ -129,8 +130,8 @@ def select_rows(rows: list[dict], spec: str | None, where: str) -> list[dict]:
         key, eq, value = cond.partition("=")
         if not eq:
             raise TableError(f"{where}: bad where condition {cond!r}; expected key=value")
-        wanted.append((key.strip(), value.strip()))
-    return [r for r in rows if all(k in r and str(r[k]) == v for k, v in wanted)]
+        wanted.append((key.strip(), {v.strip() for v in value.split(";")}))
+    return [r for r in rows if all(k in r and str(r[k]) in vs for k, vs in wanted)]
 
 
 def _check_finite(value: Any, where: str) -> None:

@@ -44,6 +44,16 @@ def test_renders_filtered_rows_formats_alignment_and_stamp(tmp_path):
             "1 thread(s), 2025-01-02.*\n\n<!-- /table:t -->\n\nafter\n") in text
 
 
+def test_where_with_alternatives_keeps_rows_matching_any(tmp_path):
+    rows = [*ROWS, {"method": "other", "seed": 0, "f1": 0.25, "sd": 0.0, "params": 1}]
+    marker = MARKER.replace('where="seed=0"', 'where="seed=0,method=other;without N³"')
+    page = _page(tmp_path, f"{marker}\n<!-- /table:t -->\n", rows=rows)
+    assert rdt.main([str(page)]) == 0
+    text = page.read_text()
+    assert "| other | 1 | 0.250 |" in text and "| without N³ | 49057 |" in text
+    assert "| with N³ |" not in text
+
+
 def test_check_fails_on_a_stale_page_and_passes_once_rendered(tmp_path, capsys):
     page = _page(tmp_path, f"{MARKER}\n| old | table |\n<!-- /table:t -->\n")
     before = page.read_text()
