@@ -4,6 +4,8 @@
 #   scripts/train_runs.sh RUN [extra n3seq-image train options]   start or resume RUN
 #   scripts/train_runs.sh save RUN                                 copy RUN's latest checkpoint into training/RUN
 #   scripts/train_runs.sh restore RUN                              copy training/RUN back to $RUNS/RUN
+#   scripts/train_runs.sh ship RUN                                 install RUN's final weights and
+#                                                                  log in n3seq_image/weights/
 #
 # Runs live in $RUNS (default ../runs, outside the work tree). Each is resumable: starting it
 # again continues from its latest checkpoint. A long run is split over sessions with
@@ -69,6 +71,19 @@ print(l(sys.argv[1]) or '')" "$RUNS/$run")
     cp "$RUNS/$run/latest.json" "$RUNS/$run/log.json" "$RUNS/$run/log.csv" "training/$run.tmp/"
     rm -rf "training/$run" && mv "training/$run.tmp" "training/$run"
     echo "saved $ckpt to training/$run" ;;
+  ship)
+    run=$2
+    case "$run" in
+      n3net_s25) name=n3net_sigma25 ;; dncnn_s25) name=dncnn17_sigma25 ;;
+      n3net_blind) name=n3net_blind ;; vdsr) name=vdsr ;; n3net_sr) name=n3net_sr ;;
+      *) echo "run $run ships no weights" >&2; exit 2 ;;
+    esac
+    [ -f "$RUNS/$run/model.safetensors" ] || {
+      echo "$RUNS/$run/model.safetensors is missing: the run has not finished" >&2; exit 1; }
+    dest=n3seq_image/weights
+    cp "$RUNS/$run/log.csv" "$dest/$name.log.csv.tmp" && mv "$dest/$name.log.csv.tmp" "$dest/${name}_log.csv"
+    cp "$RUNS/$run/model.safetensors" "$dest/$name.tmp" && mv "$dest/$name.tmp" "$dest/$name.safetensors"
+    echo "shipped $RUNS/$run as $dest/$name.safetensors (+ ${name}_log.csv)" ;;
   restore)
     run=$2
     mkdir -p "$RUNS"
