@@ -9,7 +9,8 @@
 # bm3d (at every σ). Raw per-image results go to $RAW (default docs/results/raw/denoise,
 # committed: BM3D on BSD68 takes about an hour here); a raw file that exists is reused for the
 # classical methods (nlmeans, bm3d, whose output does not depend on our weights) unless
-# FORCE=1. Run it from a clean checkout: the
+# FORCE=1. MERGE_ONLY=1 runs nothing: it merges the raw files that exist (of the given or
+# default methods) and renders the page. Run it from a clean checkout: the
 # page stamp names the commit and any uncommitted files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ for set in set12 bsd68; do
       for method in "${methods[@]}"; do
         case "$method" in n3net | dncnn) [ "$sigma" = 25 ] || continue ;; esac
         out="$RAW/${set}_${noise}_s${sigma}_${method}.json"
+        if [ "${MERGE_ONLY:-0}" = 1 ]; then [ -f "$out" ] && files+=("$out"); continue; fi
         case "$method" in
           nlmeans | bm3d) [ -f "$out" ] && [ "${FORCE:-0}" != 1 ] && { files+=("$out"); continue; } ;;
         esac
