@@ -80,6 +80,12 @@ print(l(sys.argv[1]) or '')" "$RUNS/$run")
     esac
     [ -f "$RUNS/$run/model.safetensors" ] || {
       echo "$RUNS/$run/model.safetensors is missing: the run has not finished" >&2; exit 1; }
+    # A --max-minutes piece writes model.safetensors too: ship only a run at its last step.
+    "$PY" -c "import json, sys; from n3seq_image.checkpoint import latest_checkpoint as l
+d = sys.argv[1]; done = json.load(open(d + '/latest.json'))['step']
+want = json.load(open(str(l(d)) + '/state.json'))['state']['config']['steps']
+sys.exit(0 if done >= want else f'{d} is at step {done} of {want}: the run has not finished')" \
+      "$RUNS/$run"
     dest=n3seq_image/weights
     cp "$RUNS/$run/log.csv" "$dest/$name.log.csv.tmp" && mv "$dest/$name.log.csv.tmp" "$dest/${name}_log.csv"
     cp "$RUNS/$run/model.safetensors" "$dest/$name.tmp" && mv "$dest/$name.tmp" "$dest/$name.safetensors"
