@@ -82,8 +82,8 @@ print(l(sys.argv[1]) or '')" "$RUNS/$run")
       echo "$RUNS/$run/model.safetensors is missing: the run has not finished" >&2; exit 1; }
     # A --max-minutes piece writes model.safetensors too: ship only a run at its last step.
     "$PY" -c "import json, sys; from n3seq_image.checkpoint import latest_checkpoint as l
-d = sys.argv[1]; done = json.load(open(d + '/latest.json'))['step']
-want = json.load(open(str(l(d)) + '/state.json'))['state']['config']['steps']
+d = sys.argv[1]; ckpt = json.load(open(str(l(d)) + '/state.json'))
+done, want = ckpt['step'], ckpt['state']['config']['steps']
 sys.exit(0 if done >= want else f'{d} is at step {done} of {want}: the run has not finished')" \
       "$RUNS/$run"
     dest=n3seq_image/weights
