@@ -186,6 +186,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(cfg, resume=args.resume)
     if summary is not None:
         print(json.dumps(summary))
+        if not summary["finished"]:
+            print(f"stopped at step {summary['step']} of {cfg.steps}: {summary['weights']} "
+                  "is not final; run again with --resume to continue", file=sys.stderr)
     return 0
 
 

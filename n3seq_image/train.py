@@ -457,7 +457,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             ``precision`` and ``clip_grad_norm``).
 
     Returns:
-        ``{"step", "loss", "val_psnr", "elapsed_s", "weights"}``.
+        ``{"step", "loss", "val_psnr", "elapsed_s", "weights", "interrupted", "finished"}``;
+        ``finished`` is false when the run stopped before ``cfg.steps`` (``--max-minutes``,
+        ``--stop-after`` or a signal). The weights file is written either way and its
+        metadata ``extra`` records ``finished`` too, so that a piece of a run is never
+        mistaken for the final weights.
     """
     cfg.validate()
     if cfg.threads:
@@ -610,11 +614,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
         "weights": str(run_dir / "model.safetensors"),
         "interrupted": interrupt.requested,
+        "finished": step >= cfg.steps,
     }
     if info.main:
         extra = {
             "sigma": cfg.sigma, "steps": step, "batch_size": cfg.batch_size, "crop": cfg.crop,
             "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
+            "finished": step >= cfg.steps,
         }
         if cfg.task == "sr":
             extra = sr_weights_extra(cfg, extra)

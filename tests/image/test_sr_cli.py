@@ -266,11 +266,13 @@ class TestTrainSR:
         assert code == 0, err
         summary = json.loads(out)
         assert summary["step"] == 2 and np.isfinite(summary["val_psnr"])
+        assert not summary["finished"] and "stopped at step 2 of 3" in err
         assert "1 of 4 training images are smaller than crop=80" in err
         assert "val_psnr" in err  # the progress bar shows the validation PSNR
         code, out, err = run(capsys, *args, "--steps", 3, "--resume")
         assert code == 0, err
-        assert json.loads(out)["step"] == 3
+        assert json.loads(out)["step"] == 3 and json.loads(out)["finished"]
+        assert "stopped at step" not in err
         log = json.loads((run_dir / "log.json").read_text())
         assert [row["step"] for row in log] == [1, 2, 3]
         _, info = read_weights(run_dir / "model.safetensors")

@@ -315,10 +315,13 @@ class TestTraining:
         monkeypatch.setattr(RandomCropDataset, "batch", interrupted_batch)
         piece = replace(straight, out=str(tmp_path / "b"))
         summary = train(piece)
-        assert summary["step"] == 3 and summary["interrupted"]
+        assert summary["step"] == 3 and summary["interrupted"] and not summary["finished"]
+        assert read_weights(tmp_path / "b" / "model.safetensors")[1]["extra"]["finished"] is False
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
         monkeypatch.setattr(RandomCropDataset, "batch", batch)
-        assert not train(piece, resume=True)["interrupted"]
+        resumed = train(piece, resume=True)
+        assert not resumed["interrupted"] and resumed["finished"]
+        assert read_weights(tmp_path / "b" / "model.safetensors")[1]["extra"]["finished"] is True
         a = load_model(tmp_path / "a" / "model.safetensors").state_dict()
         b = load_model(tmp_path / "b" / "model.safetensors").state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
