@@ -554,7 +554,10 @@ def run(args: argparse.Namespace, prog: str = PROG) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     created = [folder for path in _outputs(args) for folder in missing_folders(path)]
     try:
-        return func(args)
+        from n3seq_image.denormals import denormals_flushed
+
+        with denormals_flushed():  # torch's worker threads start inside and inherit it
+            return func(args)
     except UsageError as exc:
         code, message = 2, str(exc)
     except KeyboardInterrupt:

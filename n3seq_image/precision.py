@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from n3seq_image.denormals import denormals_flushed
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -48,8 +50,10 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
 
     The N³ matching and aggregation turn autocast off inside (they stay float32); the
     convolutions around them run in bfloat16. Outputs may be bfloat16: cast with ``.float()``.
+    Subnormal floats are flushed to zero inside (:func:`denormals_flushed`) at every precision.
     """
     dtype = autocast_dtype(precision, device)
-    with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16,
-                        enabled=dtype is not None):
+    with denormals_flushed(), torch.autocast(
+        torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
+    ):
         yield

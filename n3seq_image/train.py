@@ -52,7 +52,7 @@ from n3seq_image.data import (
 from n3seq_image.dncnn import DnCNN
 from n3seq_image.memory_format import preferred_memory_format
 from n3seq_image.metrics import batch_psnr
-from n3seq_image.precision import autocast, autocast_dtype
+from n3seq_image.precision import autocast, autocast_dtype, denormals_flushed
 from n3seq_image.sr_data import (
     parse_scales,
     split_folders,
@@ -554,55 +554,57 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     interrupt = StopRequest.install()
     try:
-        while step < cfg.steps:
-            lr = learning_rate(cfg, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
-            noisy, clean = dataset.batch(indices)
-            noisy, clean = noisy.to(device), clean.to(device)
-            with autocast(cfg.precision, device):
-                output = net(noisy)
-            loss = nn.functional.mse_loss(output.float(), clean)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            value = loss.item()
-            if math.isfinite(value) and gradient_is_finite(model, cfg.clip_grad_norm):
-                optimizer.step()
-                running, count, skipped_in_a_row = running + value, count + 1, 0
-            else:
-                skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
-                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                    raise FloatingPointError(
-                        f"the loss or its gradient was not finite in {skipped_in_a_row} steps "
-                        f"in a row (up to step {step + 1}); lower --lr or set --clip-grad-norm"
-                    )
-            step += 1
-            bar.update(1)
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                if validator is not None:
-                    recalibrate()
-                    calibrated_at = step
-                    last_val = validator(model)
-                log.append({
-                    "step": step, "lr": lr, "loss": running / count if count else None,
-                    "val_psnr": last_val,
-                    "skipped": skipped,
-                    "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
-                })
-                running, count = 0.0, 0
-            bar.set_postfix(loss=f"{value:.2e}", val_psnr=f"{last_val:.2f}" if last_val else "-")
-            stop = (cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes) or (
-                0 < cfg.stop_after <= step
-            ) or interrupt.requested
-            if info.enabled:
-                flag = torch.tensor([float(stop)], device=device)
-                dist.all_reduce(flag)
-                stop = bool(flag.item() > 0)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                checkpoint()
-            if stop:
-                break
+        with denormals_flushed():
+            while step < cfg.steps:
+                lr = learning_rate(cfg, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                indices = shard_indices(step, cfg.batch_size, info.rank, info.world_size)
+                noisy, clean = dataset.batch(indices)
+                noisy, clean = noisy.to(device), clean.to(device)
+                with autocast(cfg.precision, device):
+                    output = net(noisy)
+                loss = nn.functional.mse_loss(output.float(), clean)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                value = loss.item()
+                if math.isfinite(value) and gradient_is_finite(model, cfg.clip_grad_norm):
+                    optimizer.step()
+                    running, count, skipped_in_a_row = running + value, count + 1, 0
+                else:
+                    skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise FloatingPointError(
+                            f"the loss or its gradient was not finite in {skipped_in_a_row} steps "
+                            f"in a row (up to step {step + 1}); lower --lr or set --clip-grad-norm"
+                        )
+                step += 1
+                bar.update(1)
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    if validator is not None:
+                        recalibrate()
+                        calibrated_at = step
+                        last_val = validator(model)
+                    log.append({
+                        "step": step, "lr": lr, "loss": running / count if count else None,
+                        "val_psnr": last_val,
+                        "skipped": skipped,
+                        "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
+                    })
+                    running, count = 0.0, 0
+                bar.set_postfix(loss=f"{value:.2e}",
+                                val_psnr=f"{last_val:.2f}" if last_val else "-")
+                stop = (cfg.max_minutes > 0 and (time.monotonic() - t0) / 60 > cfg.max_minutes) or (
+                    0 < cfg.stop_after <= step
+                ) or interrupt.requested
+                if info.enabled:
+                    flag = torch.tensor([float(stop)], device=device)
+                    dist.all_reduce(flag)
+                    stop = bool(flag.item() > 0)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                    checkpoint()
+                if stop:
+                    break
     finally:
         interrupt.uninstall()
     bar.close()
