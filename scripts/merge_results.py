@@ -9,11 +9,13 @@ this script pivots them::
 Every output row has ``set`` (the data folder's name, e.g. ``set5``), ``method``, ``noise``
 (denoising only) and, for each σ or scale ``v`` that row was measured at, ``psnr_<v>``,
 ``ssim_<v>`` and ``cell_<v>`` (``"33.66 / 0.9299"``), where ``<v>`` is ``x2`` for a scale and
-``s25`` for a σ. A row met again with the same PSNR (the noisy input is in every
-denoising file) is kept once; with a different one it is an error. Rows keep the order in
-which sets and methods first appear. ``meta`` records every source file with its own
-commit, machine and wall time; its ``commit`` and ``machine`` are the sources'
-(comma-joined when they differ) so that the page stamp says where the numbers came from.
+``s25`` for a σ; where a row was not measured at a ``v`` that other rows were, ``cell_<v>``
+is ``"–"`` (and ``psnr_<v>``, ``ssim_<v>`` are absent). A row met again with the same PSNR
+(the noisy input is in every denoising file) is kept once; with a different one it is an
+error. Rows keep the order in which sets and methods first appear. ``meta`` records every
+source file with its own commit, machine and wall time; its ``commit`` and ``machine`` are
+the sources' (comma-joined when they differ) so that the page stamp says where the numbers
+came from.
 The output is written atomically.
 
 Then render the page with ``python scripts/render_docs_tables.py docs/sr.md``.
@@ -28,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from n3seq._files import atomic_write  # standard library only, no torch
+
+#: The table cell of a value that was not measured.
+MISSING = "–"
 
 
 def column_key(doc: dict[str, Any], source: Path) -> str:
@@ -74,6 +78,13 @@ def merge(paths: list[Path]) -> dict[str, Any]:
             row[f"cell_{key}"] = f"{entry['psnr']:.2f} / {entry['ssim']:.4f}"
         sources.append({"file": path.name, **{k: doc["meta"].get(k) for k in
                                               ("commit", "dirty", "machine", "date", "wall_s")}})
+
+    # A row not measured at some σ or scale gets a "–" cell there, so that one table can
+    # show, e.g., the σ = 25 models beside the blind one measured at every σ.
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row if k.startswith("cell_")))
+    for row in rows.values():
+        for key in keys:
+            row.setdefault(key, MISSING)
 
     def joined(field: str) -> str:
         return ", ".join(dict.fromkeys(str(s[field]) for s in sources))

@@ -186,7 +186,8 @@ def render_table(attrs: dict[str, str], base: Path, where: str) -> str:
     columns = parse_columns(attrs["cols"], where)
     cells = [[format_cell(t, row, f"{where}, row {i}") for _, t in columns]
              for i, row in enumerate(rows)]
-    aligns = ["---:" if all(NUMERIC.match(r[j].strip()) for r in cells) else "---"
+    aligns = ["---:" if all(NUMERIC.match(r[j].strip()) or r[j].strip() == "–" for r in cells)
+              else "---"
               for j in range(len(columns))]
     lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "|".join(aligns) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in cells]
