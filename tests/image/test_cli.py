@@ -116,6 +116,27 @@ class TestDenoiseCommand:
         noisy = clean + np.random.default_rng(2).standard_normal(clean.shape) * 25 / 255
         assert np.mean((load_image(out) - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
 
+    @pytest.mark.parametrize("sigma", [10, 45])
+    def test_shipped_blind_n3net_without_sigma(self, tmp_path, sigma):
+        # Far from 25 on both sides: the blind network (chosen because σ is left out) must
+        # beat the σ = 25 network given the true σ, which it is shipped to do.
+        from skimage import data as skdata
+
+        from n3seq_image.denoise import blind_available, denoise_file_report
+        from n3seq_image.metrics import psnr
+
+        assert blind_available(), "n3seq_image/weights/n3net_blind.safetensors is not shipped"
+        clean = skdata.astronaut().mean(axis=2)[96:224, 160:288] / 255.0
+        noisy = np.clip(clean + np.random.default_rng(0).standard_normal(clean.shape)
+                        * sigma / 255, 0, 1)
+        save_image(tmp_path / "noisy.png", noisy)
+        blind = denoise_file_report(tmp_path / "noisy.png", tmp_path / "b.png")
+        assert blind.model == "n3net-blind" and blind.sigma_estimated
+        fixed = denoise_file_report(tmp_path / "noisy.png", tmp_path / "f.png", sigma=sigma)
+        assert fixed.model == "n3net"
+        gain = psnr(blind.denoised, clean) - psnr(fixed.denoised, clean)
+        assert gain > 0.3, gain
+
 
 class TestTiling:
     @pytest.mark.parametrize("tile,overlap", [(96, 16), (512, 48), (80, 39), (200, 0)])
