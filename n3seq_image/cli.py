@@ -399,7 +399,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, default=0,
                    help="stop (checkpointed) at this step, keeping the schedule of --steps")
     p.add_argument("--weight-decay", type=float, default=1e-4,
-                   help="L2 weight decay on convolution weights")
+                   help="L2 weight decay on convolution weights (use 0 for networks without "
+                   "batch-norm such as VDSR and N3Net-SR: see docs/sr.md)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initialisation and the data stream")
     p.add_argument("--val-data", default=None, help="folder of validation images")

@@ -34,9 +34,12 @@ recipe=(--lr 2.5e-4 --schedule cosine --warmup-steps 300 --min-lr-ratio 0.01 --p
   --quantized-share 0.25 --clip-grad-norm 1.0)
 # SR: 8000 steps at crop 80 (24,000 at crop 96 was far beyond the CPU budget; N3Net-SR
 # refuses crops under 80 px, its N³ search window), identical for vdsr and n3net_sr.
+# --weight-decay 0: neither SR network has batch-norm in its stages, and Adam's L2 decay with
+# zero-initialised tails shrank VDSR's hidden weights from norm 11 to 1.6 in 887 steps (a dead
+# network, 0.4 dB above bicubic); see training/README.md.
 sr_common=(--task sr --data ../shared/data/t91,../shared/data/train400 --crop 80 --batch-size 8
   --seed 0 --val-data ../shared/data/set5 --val-images 5 --val-crop 0 --steps 8000
-  --threads "$OMP_NUM_THREADS" --no-progress "${recipe[@]}")
+  --threads "$OMP_NUM_THREADS" --no-progress "${recipe[@]}" --weight-decay 0)
 
 args_of() {
   case "$1" in

@@ -319,6 +319,23 @@ class TestTrainSR:
         assert losses["bfloat16"][1:] != losses["float32"][1:]  # the convolutions ran in bf16
         assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.2)
 
+    @pytest.mark.parametrize(("model", "config", "decay", "init", "warned"), [
+        ("vdsr", '{"depth": 3, "features": 4}', "1e-4", "zero-tail", True),
+        ("vdsr", '{"depth": 3, "features": 4}', "0", "zero-tail", False),
+        ("vdsr", '{"depth": 3, "features": 4}', "1e-4", "default", False),
+        ("n3net", '{"depth": 2, "features": 4, "embed_features": 4, "embed_depth": 2}',
+         "1e-4", "zero-tail", True),
+    ])
+    def test_weight_decay_with_zero_tails_without_batch_norm_warns(
+            self, capsys, tmp_path, model, config, decay, init, warned):
+        data = self._data(tmp_path)
+        code, _, err = run(capsys, "train", "--task", "sr", "--model", model, "--model-config",
+                           config, "--data", data, "--out", tmp_path / "r", "--crop", 80,
+                           "--batch-size", 1, "--steps", 1, "--weight-decay", decay, "--init",
+                           init, "--precision", "float32", "--no-progress")
+        assert code == 0, err
+        assert ("Adam's L2 decay shrinks the hidden weights" in err) is warned, err
+
     def test_errors(self, capsys, tmp_path):
         data = self._data(tmp_path)
         code, _, err = run(capsys, "train", "--task", "sr", "--model", "dncnn", "--data", data,
