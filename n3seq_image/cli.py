@@ -484,8 +484,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("input", help="noisy image (PNG, TIFF, JPEG, BMP; 8/16-bit or float)")
     p.add_argument("output", help="output image (.png, .tif, .jpg, .bmp); never the input")
     p.add_argument("--model", default="n3net", type=model_spec,
-                   help="n3net | dncnn | n3net-blind | nlmeans | bm3d | weights.safetensors | "
-                   "official:PATH (without --sigma, n3net is the blind N3Net where shipped)")
+                   help="n3net | n3net-sigma25 | dncnn | n3net-blind | nlmeans | bm3d | "
+                   "weights.safetensors | official:PATH (n3net: the sigma-25 N3Net for --sigma "
+                   "24-26, the blind N3Net for any other or an estimated sigma)")
     p.add_argument("--sigma", type=sigma_value, default=None,
                    help="noise level of the input on the 0-255 scale, in (0, 255]; omitted: "
                    "estimated from the image (printed on stderr) and used")

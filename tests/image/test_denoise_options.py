@@ -414,6 +414,37 @@ class TestWithoutSigma:
         code, _, err = call(capsys, "denoise", noisy20_png, tmp_path / "o.png", "--sigma", 25)
         assert code == 0 and loaded == ["n3net"] and "estimated" not in err
 
+    @pytest.mark.parametrize(("sigma", "expected"), [
+        (30, "n3net-blind"), (15, "n3net-blind"), (23.5, "n3net-blind"),
+        (24, "n3net"), (25.9, "n3net")])
+    def test_given_sigma_far_from_25_runs_the_blind_model(self, capsys, tmp_path, monkeypatch,
+                                                          weights_dir, noisy20_png, sigma,
+                                                          expected):
+        ship_blind(weights_dir)
+        loaded = spy_loads(monkeypatch)
+        code, _, err = call(capsys, "denoise", noisy20_png, tmp_path / "o.png", "--sigma", sigma)
+        assert code == 0 and loaded == [expected], err
+        assert ("using the blind N3Net for sigma = " in err) is (expected == "n3net-blind"), err
+        assert "warning" not in err
+
+    def test_n3net_sigma25_is_the_sigma25_model_at_any_sigma(self, capsys, tmp_path,
+                                                             monkeypatch, weights_dir,
+                                                             noisy20_png):
+        ship_blind(weights_dir)
+        loaded = spy_loads(monkeypatch)
+        code, _, err = call(capsys, "denoise", noisy20_png, tmp_path / "o.png", "--sigma", 40,
+                            "--model", "n3net-sigma25")
+        assert code == 0 and loaded == ["n3net-sigma25"], err
+        assert "trained at sigma=25, input sigma=40" in err and "blind" not in err
+
+    def test_far_sigma_without_blind_weights_keeps_the_sigma25_model(self, capsys, tmp_path,
+                                                                    monkeypatch, weights_dir,
+                                                                    noisy20_png):
+        loaded = spy_loads(monkeypatch)
+        code, _, err = call(capsys, "denoise", noisy20_png, tmp_path / "o.png", "--sigma", 40)
+        assert code == 0 and loaded == ["n3net"], err
+        assert "trained at sigma=25, input sigma=40" in err
+
     def test_other_networks_get_the_sigma_warning(self, capsys, tmp_path, weights,
                                                   noisy20_png):
         code, _, err = call(capsys, "denoise", noisy20_png, tmp_path / "o.png", "--model",
