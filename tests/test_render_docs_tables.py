@@ -1,6 +1,7 @@
 """scripts/render_docs_tables.py: tables between markers, rendered from result JSON."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,59 @@ def test_evaluate_json_renders_one_row_per_method(tmp_path, capsys):
     text = rdt.render_page(page, tmp_path)
     noisy = doc["mean"]["noisy"]["psnr"]
     assert f"| noisy | {noisy:.2f} | 2 |" in text
+
+
+
+#: Tables with decimal numbers that are deliberately not rendered from a result JSON, with why.
+HAND_TABLES = {
+    ("docs/sr.md", "| set | method | ×2 | ×3 | ×4 |"):
+        "the published figures of the VDSR paper, not our measurements",
+    ("docs/performance.md",
+     "| target | measured (quiet, 2 threads; the run above) | floor on this machine | status |"):
+        "verdicts on the performance targets, quoting the rendered benchmark tables above",
+    ("docs/timeseries.md", "| dataset | tokens | tasks (test episodes) | training episodes |"):
+        "the experiment's configuration (noise levels), not results",
+}
+DECIMAL = re.compile(r"\d\.\d")
+
+
+def _tables_outside_markers(text: str) -> list[list[str]]:
+    """The markdown tables (lists of rows) of ``text`` that are not between render markers."""
+    tables: list[list[str]] = []
+    inside, previous = False, ""
+    for line in text.splitlines():
+        if line.startswith("<!-- table:"):
+            inside = True
+        elif line.startswith("<!-- /table:"):
+            inside = False
+        elif line.startswith("|") and not inside:
+            if previous.startswith("|"):
+                tables[-1].append(line.strip())
+            else:
+                tables.append([line.strip()])
+        previous = line
+    return tables
+
+
+def _is_results_table(rows: list[str]) -> bool:
+    """A table whose body (below the header and rule) holds decimal numbers."""
+    return any(DECIMAL.search(row) for row in rows[2:])
+
+
+def test_tables_outside_markers_and_results_tables_are_recognised():
+    page = ("| σ | ours |\n|---|---|\n| 25 | 30.35 |\n\n<!-- table:t x -->\n| method |\n"
+            "|---|\n| 1.5 |\n<!-- /table:t -->\n| layer | owns |\n|---|---|\n| core | v2 |\n")
+    tables = _tables_outside_markers(page)
+    assert [t[0] for t in tables] == ["| σ | ours |", "| layer | owns |"]
+    assert [_is_results_table(t) for t in tables] == [True, False]
+
+
+def test_results_tables_in_the_docs_are_rendered_from_result_json():
+    hand = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        name = page.relative_to(ROOT).as_posix()
+        for rows in _tables_outside_markers(page.read_text(encoding="utf-8")):
+            if _is_results_table(rows) and (name, rows[0]) not in HAND_TABLES:
+                hand.append(f"{name}: {rows[0]}")
+    assert hand == [], ("hand-written results tables (put them between render markers, "
+                        f"see scripts/render_docs_tables.py): {hand}")
