@@ -523,11 +523,15 @@ def denoise_file_report(
                 print(f"warning: the blind N3Net weights are not shipped yet; using the "
                       f"sigma = 25 model for the estimated sigma = {sigma:.2f}",
                       file=sys.stderr)
-    elif model == "n3net" and abs(sigma - 25) > SIGMA25_BAND and blind_available():
-        model = BLIND
-        if log is not None:
-            log(f"using the blind N3Net for sigma = {sigma:g} (the sigma = 25 N3Net runs for "
-                f"sigma {25 - SIGMA25_BAND:g}-{25 + SIGMA25_BAND:g}; --model {SIGMA25} forces it)")
+    elif model == "n3net" and blind_available():
+        # the σ the σ-specific network was trained at, as recorded in its weights file
+        trained = model_sigma(SIGMA25) or 25.0
+        if abs(sigma - trained) > SIGMA25_BAND:
+            model = BLIND
+            if log is not None:
+                log(f"using the blind N3Net for sigma = {sigma:g} (the sigma = {trained:g} "
+                    f"N3Net runs for sigma {trained - SIGMA25_BAND:g}-"
+                    f"{trained + SIGMA25_BAND:g}; --model {SIGMA25} forces it)")
     denoiser = get_denoiser(model, sigma, tile=tile, overlap=overlap, device=device,
                             precision=precision, progress=progress, warn_sigma=warn_sigma)
     out = denoise_array(denoiser, image)
