@@ -165,7 +165,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr_decay_steps=args.lr_decay_steps, precision=args.precision,
         quantized_share=args.quantized_share, stop_after=args.stop_after,
         clip_grad_norm=args.clip_grad_norm,
-        weight_decay=args.weight_decay, seed=args.seed, val_data=args.val_data,
+        weight_decay=args.weight_decay, decoupled_weight_decay=args.decoupled_weight_decay,
+        seed=args.seed, val_data=args.val_data,
         val_images=args.val_images, val_crop=args.val_crop, val_every=args.val_every,
         bn_batches=args.bn_batches, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -401,6 +402,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4,
                    help="L2 weight decay on convolution weights (use 0 for networks without "
                    "batch-norm such as VDSR and N3Net-SR: see docs/sr.md)")
+    p.add_argument("--decoupled-weight-decay", action="store_true",
+                   help="apply --weight-decay AdamW-style (w -= lr * decay * w each step), "
+                   "not as Adam's L2 term")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initialisation and the data stream")
     p.add_argument("--val-data", default=None, help="folder of validation images")

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,12 @@ class TrainConfig:
             step (0 = no clipping). Whatever this is, a step whose gradient is not finite is
             skipped (weights and Adam moments untouched) and counted in the log's
             ``skipped``; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row end the run.
-        weight_decay: L2 weight decay on weights (not on biases and normalisation parameters).
+        weight_decay: weight decay on weights (not on biases and normalisation parameters):
+            Adam's L2 term (added to the gradient, so normalised with it) by default.
+        decoupled_weight_decay: apply ``weight_decay`` AdamW-style instead (Loshchilov &
+            Hutter, 2019): ``w -= lr * weight_decay * w`` each step, outside Adam's
+            normalisation, so a layer whose gradient is still tiny is not driven by the decay
+            alone.
         seed: seeds the model initialisation and the data stream.
         val_data: optional folder of validation images.
         val_images: how many validation images to use.
@@ -160,6 +165,7 @@ class TrainConfig:
     quantized_share: float = 0.25
     clip_grad_norm: float = 0.0
     weight_decay: float = 1e-4
+    decoupled_weight_decay: bool = False
     seed: int = 0
     val_data: str | None = None
     val_images: int = 4
@@ -264,6 +270,17 @@ class TrainConfig:
         check_state_fits(skeleton, state, f"init_weights: {path} does not fit a {self.model} "
                                           f"with config {config}")
         return state
+
+
+def config_defaults() -> dict[str, Any]:
+    """The default value of every :class:`TrainConfig` field that has one."""
+    out = {}
+    for f in fields(TrainConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -495,13 +512,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         model.load_state_dict(cfg.initial_state())
     elif cfg.init == "zero-tail":
         zero_init_tails(model)
-        if cfg.weight_decay > 0 and info.main and unnormalised_residual_stages(model):
+        if (cfg.weight_decay > 0 and not cfg.decoupled_weight_decay and info.main
+                and unnormalised_residual_stages(model)):
             print(f"warning: --weight-decay {cfg.weight_decay:g} with zero-initialised tails "
                   f"and no batch-norm ({cfg.model}): Adam's L2 decay shrinks the hidden "
                   "weights while the tails are near zero and the network barely learns; use "
-                  "--weight-decay 0 or --init default", file=sys.stderr)
+                  "--weight-decay 0, --decoupled-weight-decay or --init default",
+                  file=sys.stderr)
     model = model.to(device, memory_format=preferred_memory_format(device)).train()
-    optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                 decoupled_weight_decay=cfg.decoupled_weight_decay)
 
     start_step, log, elapsed_before = 0, [], 0.0
     if resume:
@@ -514,6 +534,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "out", "steps", "max_minutes", "stop_after", "threads", "progress",
             "keep_checkpoints", "precision", "clip_grad_norm", "bn_batches",
         }
+        # a setting the checkpoint predates had its default value in that run
+        saved = {**config_defaults(), **saved}
         diff = {
             k: (saved.get(k), v)
             for k, v in asdict(cfg).items()

@@ -336,6 +336,19 @@ class TestTrainSR:
         assert code == 0, err
         assert ("Adam's L2 decay shrinks the hidden weights" in err) is warned, err
 
+    def test_decoupled_weight_decay_does_not_warn_and_is_recorded(self, capsys, tmp_path):
+        data = self._data(tmp_path)
+        code, _, err = run(capsys, "train", "--task", "sr", "--model", "vdsr", "--model-config",
+                           '{"depth": 3, "features": 4}', "--data", data, "--out",
+                           tmp_path / "r", "--crop", 80, "--batch-size", 1, "--steps", 1,
+                           "--weight-decay", "1e-2", "--decoupled-weight-decay",
+                           "--checkpoint-every", 1, "--precision", "float32", "--no-progress")
+        assert code == 0, err
+        assert "decay shrinks the hidden weights" not in err
+        state = json.loads((tmp_path / "r" / "checkpoints" / "step_0000001" /
+                            "state.json").read_text())
+        assert state["state"]["config"]["decoupled_weight_decay"] is True
+
     def test_errors(self, capsys, tmp_path):
         data = self._data(tmp_path)
         code, _, err = run(capsys, "train", "--task", "sr", "--model", "dncnn", "--data", data,

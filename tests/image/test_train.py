@@ -372,6 +372,30 @@ class TestTraining:
         with pytest.raises(FloatingPointError, match="not finite in 10 steps in a row"):
             train(tiny_config(tmp_path, out=str(tmp_path / "nan"), steps=20))
 
+    @pytest.mark.parametrize("decoupled", [False, True])
+    def test_weight_decay_mode_reaches_adam(self, tmp_path, monkeypatch, decoupled):
+        made = []
+
+        class SpyAdam(torch.optim.Adam):
+            def __init__(self, *args, **kwargs):
+                made.append(kwargs)
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr("n3seq_image.train.torch.optim.Adam", SpyAdam)
+        train(tiny_config(tmp_path, steps=1, decoupled_weight_decay=decoupled))
+        assert [kw["decoupled_weight_decay"] for kw in made] == [decoupled]
+
+    def test_resume_compares_settings_a_checkpoint_predates_with_their_default(self, tmp_path):
+        cfg = tiny_config(tmp_path, steps=3)
+        train(replace(cfg, stop_after=3, steps=6))
+        state_file = tmp_path / "run" / "checkpoints" / "step_0000003" / "state.json"
+        state = json.loads(state_file.read_text())
+        del state["state"]["config"]["decoupled_weight_decay"]  # as written before the setting existed
+        state_file.write_text(json.dumps(state))
+        with pytest.raises(ValueError, match="decoupled_weight_decay"):
+            train(replace(cfg, steps=6, decoupled_weight_decay=True), resume=True)
+        assert train(replace(cfg, steps=6), resume=True)["step"] == 6
+
     def test_resume_errors(self, tmp_path):
         cfg = tiny_config(tmp_path, steps=3)
         with pytest.raises(FileNotFoundError, match="no checkpoint"):
