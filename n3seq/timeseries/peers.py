@@ -319,6 +319,111 @@ class SeasonalNaivePeer(Peer):
         return series
 
 
+def _level_shift(series: np.ndarray, here: np.ndarray, there: np.ndarray) -> float:
+    """Mean of ``series[here] - series[there]`` over the pairs observed on both sides (0 if
+    none): how far the level has moved between two sets of corresponding steps."""
+    inside = (here >= 0) & (here < len(series)) & (there >= 0) & (there < len(series))
+    diff = series[here[inside]] - series[there[inside]]
+    diff = diff[~np.isnan(diff)]
+    return float(diff.mean()) if len(diff) else 0.0
+
+
+class SeasonalLevelPeer(Peer):
+    """Seasonal naive with the level re-anchored: the values one season away, shifted by how far
+    the series has moved since, measured on the ``m`` observed steps next to the target.
+
+    - ``forecast``: the last season repeated (as :class:`SeasonalNaivePeer`), plus the mean
+      difference between the last ``m`` steps and the same steps one season earlier.
+    - ``impute``: every gap (run of missing steps) is the mean of its analogs one season
+      earlier and one season later (the nearest fully observed ones, up to three seasons
+      away), each shifted by the level difference between the ``m`` steps on either side of
+      the gap and the same steps around the analog. Gaps with no analog fall back to
+      :class:`SeasonalNaivePeer`.
+
+    :meth:`fit` chooses ``m`` among ``level_steps`` by the MSE of one-season-ahead forecasts
+    from origins spread over the training span.
+
+    Args:
+        period: seasonal period P.
+        level_steps: candidates for ``m`` (those above P are ignored).
+    """
+
+    tasks = ("impute", "forecast")
+
+    def __init__(self, period: int, level_steps: tuple[int, ...] = (1, 3, 6, 12, 24)) -> None:
+        if period < 1:
+            raise ValueError(f"period must be >= 1, got {period}")
+        steps = tuple(m for m in level_steps if 1 <= m <= period)
+        if not steps:
+            raise ValueError(f"level_steps must hold a value in [1, period={period}], got "
+                             f"{level_steps}")
+        self.period, self.level_steps, self.m = period, steps, steps[0]
+        self._naive = SeasonalNaivePeer(period)
+        self.name = f"seasonal naive + level ({period})"
+
+    def fit(self, train: np.ndarray) -> SeasonalLevelPeer:
+        train = _as_series(train, "train")
+        p = self.period
+        first = p + max(self.level_steps)
+        origins = np.arange(first, len(train) - p + 1)
+        if len(origins) == 0:
+            raise ValueError(f"train has {len(train)} steps; choosing the level window needs "
+                             f">= {first + p} (two seasons and the largest level window)")
+        origins = origins[np.linspace(0, len(origins) - 1, min(len(origins), 200)).astype(int)]
+        errors = []
+        for m in self.level_steps:
+            self.m = m
+            errors.append(np.mean([np.mean((self.forecast(train[:o], p) - train[o:o + p]) ** 2)
+                                   for o in origins]))
+        self.m = self.level_steps[int(np.argmin(errors))]
+        self.name = f"seasonal naive + level ({self.period}, m = {self.m})"
+        return self
+
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        history = _as_series(history, "history")
+        last = np.arange(len(history) - self.m, len(history))
+        shift = _level_shift(history, last, last - self.period)
+        return self._naive.forecast(history, horizon) + shift
+
+    def fitted(self, series: np.ndarray) -> np.ndarray:
+        """The value one season earlier shifted by the level difference of the ``m`` steps
+        before (the value itself in the first season or where that one is missing)."""
+        series = _as_series(series, "series", nan_ok=True)
+        p, m = self.period, self.m
+        diff = np.full(len(series), np.nan)
+        diff[p:] = series[p:] - series[:-p] if len(series) > p else diff[p:]
+        known = ~np.isnan(diff)
+        total = np.r_[0.0, np.cumsum(np.where(known, diff, 0.0))]
+        count = np.r_[0, np.cumsum(known)]
+        t = np.arange(len(series))
+        lo = np.maximum(t - m, 0)
+        n = count[t] - count[lo]
+        shift = np.where(n > 0, (total[t] - total[lo]) / np.maximum(n, 1), 0.0)
+        back = np.full(len(series), np.nan)
+        back[p:] = series[:-p] if len(series) > p else back[p:]
+        return np.where(np.isnan(back), series, back + shift)
+
+    def impute(self, series: np.ndarray) -> np.ndarray:
+        series = _as_series(series, "series", nan_ok=True)
+        out = series.copy()
+        missing = np.isnan(series)
+        edges = np.flatnonzero(np.diff(np.r_[0, missing.astype(np.int8), 0]))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            gap = np.arange(start, stop)
+            around = np.r_[np.arange(start - self.m, start), np.arange(stop, stop + self.m)]
+            analogs = []
+            for sign in (-1, 1):
+                for j in (1, 2, 3):
+                    at = gap + sign * j * self.period
+                    if at[0] >= 0 and at[-1] < len(series) and not missing[at].any():
+                        shift = _level_shift(series, around, around + sign * j * self.period)
+                        analogs.append(series[at] + shift)
+                        break
+            if analogs:
+                out[gap] = np.mean(analogs, axis=0)
+        return self._naive.impute(out) if np.isnan(out).any() else out
+
+
 class SavitzkyGolayPeer(Peer):
     """Savitzky–Golay smoothing with the window and order that minimise the MSE on a noisy
     copy of the training span (noise of std ``noise``, seeded)."""

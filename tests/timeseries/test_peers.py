@@ -9,6 +9,7 @@ pytest.importorskip("statsmodels", reason="the peers need statsmodels (the times
 from n3seq.timeseries import (
     HoltWinters,
     SavitzkyGolayPeer,
+    SeasonalLevelPeer,
     SeasonalNaivePeer,
     StateSpacePeer,
     STLPeer,
@@ -163,3 +164,75 @@ def test_fitted_values_are_in_sample_predictions(ar2):
         obs = ep["observed"]
         assert not torch.allclose(fitted[obs], ep["inputs"][obs])
         torch.testing.assert_close(plain[obs], ep["inputs"][obs])
+
+
+class TestSeasonalLevelPeer:
+    """Seasonal naive re-anchored to the current level: exact on season + linear trend."""
+
+    def test_forecast_of_season_plus_trend_is_exact_for_one_season(self):
+        y = seasonal(60, 12, 0.05)
+        peer = SeasonalLevelPeer(12, level_steps=(3,))
+        np.testing.assert_allclose(peer.forecast(y[:48], 12), y[48:], atol=1e-12)
+        naive = SeasonalNaivePeer(12).forecast(y[:48], 12)
+        np.testing.assert_allclose(y[48:] - naive, 12 * 0.05, atol=1e-12)  # what it corrects
+
+    def test_imputes_a_gap_from_both_neighbouring_seasons_exactly(self):
+        y = seasonal(60, 12, 0.05)
+        gappy = y.copy()
+        gappy[25:30] = np.nan
+        peer = SeasonalLevelPeer(12, level_steps=(4,))
+        np.testing.assert_allclose(peer.impute(gappy), y, atol=1e-12)
+        # with the next season missing too, the previous one alone is used
+        gappy[37:42] = np.nan
+        np.testing.assert_allclose(peer.impute(gappy), y, atol=1e-12)
+
+    def test_averages_the_two_analogs(self):
+        y = np.zeros(30)
+        y[2:4], y[16:18] = 1.0, 3.0  # the analogs one season (7) before and after 9:11
+        gappy = y.copy()
+        gappy[9:11] = np.nan
+        filled = SeasonalLevelPeer(7, level_steps=(1,)).impute(gappy)
+        np.testing.assert_allclose(filled[9:11], [2.0, 2.0])
+
+    def test_gap_without_analogs_falls_back_to_seasonal_naive(self):
+        y = np.arange(10.0)
+        gappy = y.copy()
+        gappy[4:7] = np.nan
+        np.testing.assert_array_equal(SeasonalLevelPeer(7).impute(gappy),
+                                      SeasonalNaivePeer(7).impute(gappy))
+
+    def test_fit_prefers_a_long_level_window_under_noise(self):
+        rng = np.random.default_rng(0)
+        y = seasonal(400, 12, 0.01) + 0.3 * rng.standard_normal(400)
+        peer = SeasonalLevelPeer(12, level_steps=(1, 12)).fit(y)
+        assert peer.m == 12 and "m = 12" in peer.name
+
+    def test_fitted_is_the_in_sample_prediction(self):
+        y = seasonal(60, 12, 0.05)
+        fitted = SeasonalLevelPeer(12, level_steps=(3,)).fitted(y)
+        np.testing.assert_array_equal(fitted[:12], y[:12])  # no earlier season
+        np.testing.assert_allclose(fitted[15:], y[15:], atol=1e-12)  # exact on season + trend
+
+    def test_peer_predict_on_episodes(self):
+        y = seasonal(120, 12, 0.05)
+        clean = torch.as_tensor(np.stack([y[:96], y[24:120]]), dtype=torch.float64)[..., None]
+        lengths = torch.tensor([96, 96])
+        gen = torch.Generator().manual_seed(0)
+        peer = SeasonalLevelPeer(12, level_steps=(3,))
+        for task in ("impute", "forecast"):
+            ep = make_episode(clean, lengths, task, horizon=12, gap=(5, 8), generator=gen)
+            pred = peer_predict(peer, ep, task)
+            torch.testing.assert_close(pred[ep["score"]], clean[ep["score"]])
+
+    @pytest.mark.parametrize(("kwargs", "message"), [
+        ({"period": 0}, "period must be >= 1, got 0"),
+        ({"period": 4, "level_steps": (6, 8)}, r"level_steps must hold a value in \[1, "
+                                               r"period=4\], got \(6, 8\)"),
+    ])
+    def test_bad_arguments(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            SeasonalLevelPeer(**kwargs)
+
+    def test_too_short_training_span(self):
+        with pytest.raises(ValueError, match="train has 30 steps"):
+            SeasonalLevelPeer(12, level_steps=(12,)).fit(seasonal(30, 12))
