@@ -16,9 +16,9 @@ parameter budget, everything else equal. Both train on the same pool of training
 episodes, for several seeds (initialisation and draws); forecasters also predict the 10 % and
 90 % quantiles. The classical peers (Holt-Winters, STLForecast, SARIMAX with an order search,
 an UnobservedComponents Kalman smoother, TBATS, seasonal naive (also re-anchored to the
-current level), linear interpolation, Savitzky–Golay) choose their configuration on the training span only (AIC or a noisy training
-copy) and are refitted on each context (Holt-Winters, STL) or run with their training-span
-parameters (state-space models, TBATS).
+current level), linear interpolation, Savitzky–Golay) choose their configuration on the
+training span only (AIC or a noisy training copy) and are refitted on each context
+(Holt-Winters, STL) or run with their training-span parameters (state-space models, TBATS).
 
 Writes ``results.json`` (rows, a per-task summary and provenance, for
 ``scripts/render_docs_tables.py``), ``table.md`` and ``timeseries.png`` (a ``taylor``

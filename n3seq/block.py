@@ -181,8 +181,9 @@ class N3Block(nn.Module):
         the dtype's normal range: a collapsing ``log_t`` gives the smallest normal
         temperature (hard kNN, zero gradient) instead of 0, a huge one the largest.
         """
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        info = torch.finfo(dtype)
         if self.temperature_net is None:
-            dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
             t = torch.full(x.shape[:2], self.temperature_bias, dtype=dtype, device=x.device)
         else:
             log_t = self.temperature_net(x)
@@ -190,8 +191,11 @@ class N3Block(nn.Module):
             if tuple(log_t.shape) != (*x.shape[:2], 1):
                 raise ValueError(f"temperature_net must map (B, T, D) to (B, T, 1), got "
                                  f"{tuple(log_t.shape)} for x {tuple(x.shape)}")
-            t = self.temperature_bias * log_t[..., 0].float().exp()
-        info = torch.finfo(t.dtype)
+            # Clamped before exp: an exp that overflowed to inf would turn the zero gradient
+            # of a clamp after it into NaN (0 · inf) in the backward pass.
+            log_bias = math.log(self.temperature_bias)
+            low, high = math.log(info.tiny) - log_bias, math.log(info.max) - log_bias
+            t = self.temperature_bias * log_t[..., 0].to(dtype).clamp(low, high).exp()
         return t.clamp(min=info.tiny, max=info.max)
 
     @meta_aware

@@ -112,6 +112,26 @@ class TestTinyTemperatures:
         for name, p in [("x", x), *block.named_parameters()]:
             assert p.grad is None or torch.isfinite(p.grad).all(), name
 
+    @pytest.mark.parametrize(("log_t", "dtype"), [
+        (87.0, torch.float32), (100.0, torch.float32), (1e4, torch.float32),
+        (700.0, torch.float64), (1e4, torch.float64)])
+    def test_n3block_exploded_learned_temperature(self, log_t, dtype):
+        # 0.1·e^log_t overflows the dtype: the largest temperature (uniform weights), and
+        # finite gradients (an exp that overflowed before the clamp gave NaN, 0 · inf).
+        torch.manual_seed(1)
+        block = N3Block(4, k=2).to(dtype)
+        nn.init.constant_(block.temperature_net[-1].bias, log_t)
+        x = torch.randn(2, 16, 4, dtype=dtype, requires_grad=True)
+        y = block(x)
+        assert torch.isfinite(y).all()
+        flat = N3Block(4, k=2, temperature_net=False,
+                       temperature_bias=torch.finfo(dtype).max).to(dtype)
+        flat.embedding = block.embedding
+        torch.testing.assert_close(y, flat(x))
+        y.square().sum().backward()
+        for name, p in [("x", x), *block.named_parameters()]:
+            assert p.grad is None or torch.isfinite(p.grad).all(), name
+
     @pytest.mark.parametrize("t", [1e30, 3e38, 1e300, 10**400])
     def test_huge_temperature_gives_uniform_weights(self, t):
         scores = torch.randn(3, 7, generator=_gen(2))
