@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from n3seq._checks import check_bool, check_int, check_real
-from n3seq._train_utils import adam_one_cycle, optimizer_step, progress_range
+from n3seq._train_utils import (
+    adam_one_cycle,
+    check_not_diverged,
+    optimizer_step,
+    progress_range,
+)
 from n3seq.sets.data import make_correspondences
 from n3seq.sets.metrics import _check_bool
 
@@ -60,7 +65,7 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         **data_kwargs: passed to :func:`~n3seq.sets.make_correspondences`.
 
     Returns:
-        The loss of every step.
+        The loss of every step (NaN for a step skipped as non-finite).
     """
     steps = check_int("steps", steps, min=1)
     batch = check_int("batch", batch, min=1)
@@ -76,5 +81,6 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
         data = make_correspondences(batch, generator=gen, **data_kwargs)
         loss = inlier_loss(model(data["x"], data["mask"]), data["labels"], data["mask"])
         losses.append(optimizer_step(loss, model, opt, sched))
+        check_not_diverged(losses)
     model.eval()
     return losses

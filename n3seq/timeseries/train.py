@@ -8,7 +8,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from n3seq._train_utils import adam_one_cycle, optimizer_step, progress_range
+from n3seq._train_utils import (
+    adam_one_cycle,
+    check_not_diverged,
+    optimizer_step,
+    progress_range,
+)
 from n3seq.timeseries.metrics import masked_mse
 from n3seq.timeseries.tasks import check_task, make_episode, random_crops
 
@@ -37,7 +42,7 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         **episode_kwargs: ``noise``, ``horizon``, ``gap``, ``num_gaps``.
 
     Returns:
-        The training loss of every step.
+        The training loss of every step (NaN for a step skipped as non-finite).
     """
     check_task(task)
     gen = torch.Generator().manual_seed(seed)
@@ -50,6 +55,7 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         pred = model(ep["inputs"], ep["observed"], ep["mask"])
         loss = masked_mse(pred, ep["target"], ep["score"])
         losses.append(optimizer_step(loss, model, opt, sched))
+        check_not_diverged(losses)
     model.eval()
     return losses
 
@@ -105,7 +111,7 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
         eval_every: steps between validation measurements.
 
     Returns:
-        The training loss of every step.
+        The training loss of every step (NaN for a step skipped as non-finite).
     """
     size = len(episodes["inputs"])
     if size < 1:
@@ -132,6 +138,7 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
         idx = torch.randint(0, size, (min(batch, size),), generator=gen)
         loss = _episode_loss(model, episodes, idx, levels, quantile_weight)
         losses.append(optimizer_step(loss, model, opt, sched))
+        check_not_diverged(losses)
         if validation is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             measure()
     if best is not None:
