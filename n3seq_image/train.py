@@ -220,6 +220,9 @@ class TrainConfig:
                 bound = f"{'>' if low_open else '>='} {low:g}" + (
                     f" and <= {high:g}" if math.isfinite(high) else "")
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        for name in ("decoupled_weight_decay", "sync_bn", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.model_config, dict):
             raise ValueError(f"model_config must be a dict of constructor arguments, got "
                              f"{type(self.model_config).__name__} {self.model_config!r}")

@@ -418,6 +418,8 @@ class TestTraining:
         ("lr_decay", 0.0, "lr_decay must be"),
         ("lr_decay", 1.5, "lr_decay must be"),
         ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0"),
+        ("decoupled_weight_decay", "yes", "decoupled_weight_decay must be True or False, got 'yes'"),
+        ("sync_bn", 1, "sync_bn must be True or False, got 1"),
         ("max_minutes", float("nan"), "max_minutes must be"),
         ("val_crop", -5, "val_crop must be an integer >= 0"),
         ("val_images", 0, "val_images must be an integer >= 1"),
