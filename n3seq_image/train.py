@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from n3seq._train_utils import MAX_SKIPPED_IN_A_ROW as _CORE_MAX_SKIPPED
 from n3seq_image.batchnorm_stats import recalibrate_batchnorm
 from n3seq_image.checkpoint import (
     atomic_write,
@@ -329,8 +330,9 @@ def unnormalised_residual_stages(model: nn.Module) -> int:
                if isinstance(m, DnCNN) and m.residual and not m.batch_norm)
 
 
-#: Steps with a non-finite gradient in a row after which training stops.
-MAX_SKIPPED_IN_A_ROW = 10
+#: Steps with a non-finite gradient in a row after which training stops (the core trainers'
+#: limit, :data:`n3seq._train_utils.MAX_SKIPPED_IN_A_ROW`).
+MAX_SKIPPED_IN_A_ROW = _CORE_MAX_SKIPPED
 
 #: First sample number of the batch-norm recalibration batches: 2⁴⁰, far beyond any run's
 #: training samples, so they never coincide with (or perturb) the training stream.
