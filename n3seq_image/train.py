@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from n3seq._train_utils import MAX_SKIPPED_IN_A_ROW as _CORE_MAX_SKIPPED
+from n3seq._train_utils import DivergenceGuard, optimizer_step
 from n3seq_image.batchnorm_stats import recalibrate_batchnorm
 from n3seq_image.checkpoint import (
     atomic_write,
@@ -106,7 +106,8 @@ class TrainConfig:
         clip_grad_norm: rescale the gradient to at most this global L2 norm before each
             step (0 = no clipping). Whatever this is, a step whose gradient is not finite is
             skipped (weights and Adam moments untouched) and counted in the log's
-            ``skipped``; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row end the run.
+            ``skipped``; :data:`n3seq._train_utils.MAX_SKIPPED_IN_A_ROW` such steps in a row end
+            the run.
         weight_decay: weight decay on weights (not on biases and normalisation parameters):
             Adam's L2 term (added to the gradient, so normalised with it) by default.
         decoupled_weight_decay: apply ``weight_decay`` AdamW-style instead (Loshchilov &
@@ -330,26 +331,9 @@ def unnormalised_residual_stages(model: nn.Module) -> int:
                if isinstance(m, DnCNN) and m.residual and not m.batch_norm)
 
 
-#: Steps with a non-finite gradient in a row after which training stops (the core trainers'
-#: limit, :data:`n3seq._train_utils.MAX_SKIPPED_IN_A_ROW`).
-MAX_SKIPPED_IN_A_ROW = _CORE_MAX_SKIPPED
-
 #: First sample number of the batch-norm recalibration batches: 2⁴⁰, far beyond any run's
 #: training samples, so they never coincide with (or perturb) the training stream.
 BN_SAMPLES_START = 2**40
-
-
-def gradient_is_finite(model: nn.Module, max_norm: float = 0.0) -> bool:
-    """Whether every gradient of ``model`` is finite; clips them to ``max_norm`` (if > 0).
-
-    One reduction over all gradients (a single host sync per step, which ``loss.item()``
-    already costs).
-    """
-    params = [p for p in model.parameters() if p.grad is not None]
-    if not params:
-        return True
-    norm = nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
-    return bool(torch.isfinite(norm))
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -576,7 +560,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     t0 = time.monotonic()
     running, count, last_val = 0.0, 0, (log[-1].get("val_psnr") if log else None)
-    skipped, skipped_in_a_row = (log[-1].get("skipped", 0) if log else 0), 0
+    guard = DivergenceGuard("lower --lr or set --clip-grad-norm",
+                            skipped=log[-1].get("skipped", 0) if log else 0)
     step = start_step
     calibrated_at = -1  # the step whose batch-norm statistics were last recomputed
 
@@ -611,19 +596,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 with autocast(cfg.precision, device):
                     output = net(noisy)
                 loss = nn.functional.mse_loss(output.float(), clean)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                value = loss.item()
-                if math.isfinite(value) and gradient_is_finite(model, cfg.clip_grad_norm):
-                    optimizer.step()
-                    running, count, skipped_in_a_row = running + value, count + 1, 0
-                else:
-                    skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
-                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                        raise FloatingPointError(
-                            f"the loss or its gradient was not finite in {skipped_in_a_row} steps "
-                            f"in a row (up to step {step + 1}); lower --lr or set --clip-grad-norm"
-                        )
+                value = optimizer_step(loss, model, optimizer, None, cfg.clip_grad_norm)
+                guard.update(value, step + 1)
+                if not math.isnan(value):
+                    running, count = running + value, count + 1
                 step += 1
                 bar.update(1)
                 if step % cfg.val_every == 0 or step == cfg.steps:
@@ -634,7 +610,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                     log.append({
                         "step": step, "lr": lr, "loss": running / count if count else None,
                         "val_psnr": last_val,
-                        "skipped": skipped,
+                        "skipped": guard.skipped,
                         "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
                     })
                     running, count = 0.0, 0

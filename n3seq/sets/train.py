@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from n3seq._checks import check_bool, check_int, check_real
 from n3seq._train_utils import (
+    DivergenceGuard,
     adam_one_cycle,
-    check_not_diverged,
     optimizer_step,
     progress_range,
 )
@@ -75,12 +75,12 @@ def fit_correspondence_net(model: nn.Module, *, steps: int = 500, batch: int = 1
     make_correspondences(0, **data_kwargs)  # checks the data settings before any training
     gen = torch.Generator().manual_seed(seed)
     opt, sched = adam_one_cycle(model, lr, steps)
-    losses = []
+    losses, guard = [], DivergenceGuard()
     model.train()
     for _ in progress_range(steps, progress, "train sets"):
         data = make_correspondences(batch, generator=gen, **data_kwargs)
         loss = inlier_loss(model(data["x"], data["mask"]), data["labels"], data["mask"])
         losses.append(optimizer_step(loss, model, opt, sched))
-        check_not_diverged(losses)
+        guard.update(losses[-1], len(losses))
     model.eval()
     return losses

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from n3seq._train_utils import (
+    DivergenceGuard,
     adam_one_cycle,
-    check_not_diverged,
     optimizer_step,
     progress_range,
 )
@@ -47,7 +47,7 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
     check_task(task)
     gen = torch.Generator().manual_seed(seed)
     opt, sched = adam_one_cycle(model, lr, steps)
-    losses = []
+    losses, guard = [], DivergenceGuard()
     model.train()
     for _ in progress_range(steps, progress, f"train {task}"):
         crops, lengths = random_crops(train, batch, min_len, max_len, gen)
@@ -55,7 +55,7 @@ def fit_series_model(model: nn.Module, train: np.ndarray, task: str, *, steps: i
         pred = model(ep["inputs"], ep["observed"], ep["mask"])
         loss = masked_mse(pred, ep["target"], ep["score"])
         losses.append(optimizer_step(loss, model, opt, sched))
-        check_not_diverged(losses)
+        guard.update(losses[-1], len(losses))
     model.eval()
     return losses
 
@@ -119,7 +119,7 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
     gen = torch.Generator().manual_seed(seed)
     opt, sched = adam_one_cycle(model, lr, steps)
     levels = tuple(getattr(model, "quantiles", ()))
-    losses = []
+    losses, guard = [], DivergenceGuard()
     best: tuple[float, dict[str, Tensor]] | None = None
 
     def measure() -> None:
@@ -138,7 +138,7 @@ def fit_on_episodes(model: nn.Module, episodes: dict[str, Tensor], *, steps: int
         idx = torch.randint(0, size, (min(batch, size),), generator=gen)
         loss = _episode_loss(model, episodes, idx, levels, quantile_weight)
         losses.append(optimizer_step(loss, model, opt, sched))
-        check_not_diverged(losses)
+        guard.update(losses[-1], len(losses))
         if validation is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             measure()
     if best is not None:

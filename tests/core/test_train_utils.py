@@ -8,8 +8,8 @@ from torch import nn
 
 from n3seq._train_utils import (
     MAX_SKIPPED_IN_A_ROW,
+    DivergenceGuard,
     adam_one_cycle,
-    check_not_diverged,
     optimizer_step,
 )
 
@@ -47,13 +47,32 @@ def test_a_non_finite_step_is_skipped(kind):
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
-def test_check_not_diverged_ends_a_run_only_after_enough_skips_in_a_row():
+@pytest.mark.parametrize("max_norm", [0.5, 0.0, -1.0])
+def test_the_gradient_is_clipped_to_max_grad_norm_and_not_clipped_when_it_is_not_positive(
+        max_norm):
+    model, opt, _ = _setup()
+    seen = []
+    opt.step = lambda: seen.append(
+        float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))))
+    model(torch.ones(4, 3)).sub(1e3).square().mean().backward()
+    raw = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+    assert raw > 1
+    loss = model(torch.ones(4, 3)).sub(1e3).square().mean()
+    optimizer_step(loss, model, opt, None, max_grad_norm=max_norm)
+    assert seen == [pytest.approx(max_norm if max_norm > 0 else raw, rel=1e-4)]
+
+
+def test_divergence_guard_ends_a_run_only_after_enough_skips_in_a_row():
     nan = float("nan")
-    check_not_diverged([1.0] + [nan] * (MAX_SKIPPED_IN_A_ROW - 1))
-    check_not_diverged([nan] * (MAX_SKIPPED_IN_A_ROW - 1) + [1.0])
+    guard = DivergenceGuard("try X", skipped=3)
+    values = [1.0] + [nan] * (MAX_SKIPPED_IN_A_ROW - 1) + [1.0] + [nan] * (MAX_SKIPPED_IN_A_ROW - 1)
+    for step, value in enumerate(values, 1):
+        guard.update(value, step)
+    assert guard.skipped == 3 + 2 * (MAX_SKIPPED_IN_A_ROW - 1)
+    last = len(values) + 1
     with pytest.raises(FloatingPointError, match=f"not finite in {MAX_SKIPPED_IN_A_ROW} steps in "
-                       f"a row \\(steps 2-{MAX_SKIPPED_IN_A_ROW + 1}\\)"):
-        check_not_diverged([1.0] + [nan] * MAX_SKIPPED_IN_A_ROW)
+                       f"a row \\(steps {last - MAX_SKIPPED_IN_A_ROW + 1}-{last}\\).*try X"):
+        guard.update(nan, last)
 
 
 def test_fit_on_episodes_ends_a_diverged_run_with_finite_weights():

@@ -335,17 +335,6 @@ class TestTraining:
         StopRequest.install().uninstall()
         assert installed == []
 
-    def test_gradient_is_finite_and_clipped(self):
-        from n3seq_image.train import gradient_is_finite
-
-        model = DnCNN(1, 1, depth=3, features=4)
-        model(torch.rand(2, 1, 8, 8)).pow(2).sum().mul(1e3).backward()
-        assert gradient_is_finite(model, max_norm=0.5)
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
-        assert norm == pytest.approx(0.5, rel=1e-4)
-        next(model.parameters()).grad[0] = float("nan")
-        assert not gradient_is_finite(model)
-
     def test_non_finite_steps_are_skipped(self, tmp_path, monkeypatch):
         batch = RandomCropDataset.batch
         bad_steps = {2, 4}
