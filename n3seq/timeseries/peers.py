@@ -379,29 +379,30 @@ class SeasonalLevelPeer(Peer):
         self.name = f"seasonal naive + level ({self.period}, m = {self.m})"
         return self
 
+    def _shifts(self, series: np.ndarray) -> np.ndarray:
+        """``shift[t]`` for t = 0 … T: the mean of ``series[s] - series[s - P]`` over the
+        observed s in ``[t - m, t)`` (0 if none), the level change to add to the value one
+        season before t."""
+        p, m = self.period, self.m
+        diff = np.full(len(series) + m, np.nan)  # m NaNs in front: windows before the start
+        diff[m + p:] = series[p:] - series[:-p] if len(series) > p else diff[m + p:]
+        windows = np.lib.stride_tricks.sliding_window_view(diff, m)  # window t: [t - m, t)
+        known = ~np.isnan(windows)
+        n = known.sum(axis=1)
+        return np.where(n > 0, np.where(known, windows, 0.0).sum(axis=1) / np.maximum(n, 1), 0.0)
+
     def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
         history = _as_series(history, "history")
-        last = np.arange(len(history) - self.m, len(history))
-        shift = _level_shift(history, last, last - self.period)
-        return self._naive.forecast(history, horizon) + shift
+        return self._naive.forecast(history, horizon) + self._shifts(history)[-1]
 
     def fitted(self, series: np.ndarray) -> np.ndarray:
         """The value one season earlier shifted by the level difference of the ``m`` steps
         before (the value itself in the first season or where that one is missing)."""
         series = _as_series(series, "series", nan_ok=True)
-        p, m = self.period, self.m
-        diff = np.full(len(series), np.nan)
-        diff[p:] = series[p:] - series[:-p] if len(series) > p else diff[p:]
-        known = ~np.isnan(diff)
-        total = np.r_[0.0, np.cumsum(np.where(known, diff, 0.0))]
-        count = np.r_[0, np.cumsum(known)]
-        t = np.arange(len(series))
-        lo = np.maximum(t - m, 0)
-        n = count[t] - count[lo]
-        shift = np.where(n > 0, (total[t] - total[lo]) / np.maximum(n, 1), 0.0)
+        p = self.period
         back = np.full(len(series), np.nan)
         back[p:] = series[:-p] if len(series) > p else back[p:]
-        return np.where(np.isnan(back), series, back + shift)
+        return np.where(np.isnan(back), series, back + self._shifts(series)[:-1])
 
     def impute(self, series: np.ndarray) -> np.ndarray:
         series = _as_series(series, "series", nan_ok=True)

@@ -213,6 +213,23 @@ class TestSeasonalLevelPeer:
         np.testing.assert_array_equal(fitted[:12], y[:12])  # no earlier season
         np.testing.assert_allclose(fitted[15:], y[15:], atol=1e-12)  # exact on season + trend
 
+    @pytest.mark.parametrize("m", [1, 5, 12])
+    def test_fitted_and_forecast_follow_one_rule(self, m):
+        rng = np.random.default_rng(m)
+        y = seasonal(50, 12, 0.05) + 0.2 * rng.standard_normal(50)
+        peer = SeasonalLevelPeer(12, level_steps=(m,))
+        fitted = peer.fitted(y)
+        for t in range(12, 50):  # a one-step forecast from y[:t] is the in-sample prediction
+            assert fitted[t] == pytest.approx(peer.forecast(y[:t], 1)[0], abs=1e-12)
+        y[[20, 30, 31, 45]] = np.nan  # missing steps: brute force over the observed pairs
+        fitted = peer.fitted(y)
+        for t in range(12, 50):
+            pairs = [y[s] - y[s - 12] for s in range(max(t - m, 12), t)]
+            pairs = [d for d in pairs if not np.isnan(d)]
+            # no value one season back: the value itself (NaN where that is missing too)
+            want = y[t] if np.isnan(y[t - 12]) else y[t - 12] + (np.mean(pairs) if pairs else 0.0)
+            np.testing.assert_allclose(fitted[t], want, atol=1e-12)
+
     def test_peer_predict_on_episodes(self):
         y = seasonal(120, 12, 0.05)
         clean = torch.as_tensor(np.stack([y[:96], y[24:120]]), dtype=torch.float64)[..., None]
