@@ -360,7 +360,7 @@ def run_dataset(name: str, args, rows: list[dict], figure: dict) -> None:
                 peer_file.write_text(json.dumps({"rows": peer_rows, "choice": choice}))
         base_name = choice["base"]
         slug = "".join(c if c.isalnum() else "_" for c in base_name)
-        base_file = args.cache / f"{stem}-bases-{slug}-{len(pool_layout)}-{len(val_layout)}.pt" \
+        base_file = args.cache / f"{stem}-bases-v2-{slug}-{len(pool_layout)}-{len(val_layout)}.pt" \
             if args.cache else None
         if base_file is not None and base_file.exists():
             saved = torch.load(base_file, weights_only=True)

@@ -93,6 +93,11 @@ class Peer:
         return f"{type(self).__name__}({self.name!r})"
 
 
+#: :meth:`StateSpacePeer.fitted` keeps a one-step prediction only where its variance is at most
+#: this many times its median over the series (a standard deviation 10× the typical one).
+UNINFORMATIVE_VARIANCE_RATIO = 100.0
+
+
 class StateSpacePeer(Peer):
     """A statsmodels state-space model: ``SARIMAX`` or ``UnobservedComponents``.
 
@@ -158,13 +163,23 @@ class StateSpacePeer(Peer):
         return np.where(np.isnan(series), self.signal(series), series)
 
     def fitted(self, series: np.ndarray) -> np.ndarray:
-        """One-step-ahead predictions of the Kalman filter (the values themselves during the
-        diffuse start-up, where the filter has no prediction yet)."""
+        """One-step-ahead predictions of the Kalman filter; the values themselves where the
+        filter has no informative prediction yet: during the diffuse start-up, and where the
+        prediction's variance exceeds :data:`UNINFORMATIVE_VARIANCE_RATIO` times its median
+        over the series (the first steps of an approximately diffuse start, the steps after a
+        long gap early in a series, whose predictions can be off by hundreds of standard
+        deviations)."""
         series = _as_series(series, "series", nan_ok=True)
         result = self._run(series, smooth=False)
         out = np.asarray(result.forecasts[0]).copy()
         burn = max(int(getattr(result, "nobs_diffuse", 0) or 0),
                    int(getattr(result, "loglikelihood_burn", 0) or 0), 1)
+        variance = np.asarray(result.forecasts_error_cov[0, 0], dtype=np.float64)
+        known = ~np.isnan(series) & np.isfinite(variance)
+        if known.any():
+            limit = UNINFORMATIVE_VARIANCE_RATIO * np.median(variance[known])
+            vague = ~(variance <= limit)  # NaN variance counts as vague
+            out[vague] = series[vague]
         out[:burn] = series[:burn]
         return out
 

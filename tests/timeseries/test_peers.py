@@ -18,6 +18,7 @@ from n3seq.timeseries import (
     seasonal_naive,
     select_state_space,
 )
+from n3seq.timeseries.peers import UNINFORMATIVE_VARIANCE_RATIO
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,28 @@ def test_unobserved_components_impute_a_seasonal_gap():
     gappy = y.copy()
     gappy[210:222] = np.nan
     assert np.abs(peer.impute(gappy)[210:222] - y[210:222]).max() < 0.05
+
+
+def test_fitted_keeps_the_value_where_the_filter_has_no_prediction_yet():
+    rng = np.random.default_rng(0)
+    y = seasonal(240, 12, 0.02) + 0.05 * rng.standard_normal(240)
+    peer = StateSpacePeer("UC", "uc", level="lltrend",
+                          freq_seasonal=[{"period": 12, "harmonics": 2}]).fit(y[:200])
+    gappy = y[:80].copy()
+    gappy[4:30] = np.nan  # a long gap before the state is known: the filter has no idea yet
+    result = peer._run(gappy, smooth=False)
+    raw = np.asarray(result.forecasts[0])
+    assert np.nanmax(np.abs(raw - y[:80])[30:]) > 1  # what the filter alone predicts there
+    fitted = peer.fitted(gappy)
+    observed = ~np.isnan(gappy)
+    assert np.abs(fitted - y[:80])[observed].max() < 0.5
+    variance = np.asarray(result.forecasts_error_cov[0, 0])
+    vague = observed & (variance > UNINFORMATIVE_VARIANCE_RATIO * np.median(variance[observed]))
+    assert vague[30:].any()
+    np.testing.assert_array_equal(fitted[vague], gappy[vague])
+    steady = observed & ~vague
+    steady[:6] = False  # the start-up steps are the values too
+    np.testing.assert_array_equal(fitted[steady], raw[steady])
 
 
 def test_peers_need_fit_and_finite_data(ar2):
