@@ -34,6 +34,12 @@ from n3seq_image.metrics import psnr, ssim
 NOISE_KINDS = ("gaussian", "clipped")
 
 
+
+def mean_by_method(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
+    """The mean PSNR, SSIM and seconds of each method over its per-image ``rows``."""
+    return {m: {key: float(np.mean([r[key] for r in rows if r["method"] == m]))
+                for key in ("psnr", "ssim", "seconds")} for m in methods}
+
 def make_noisy(clean: np.ndarray, sigma: float, seed: int | list[int],
                noise: str = "gaussian") -> np.ndarray:
     """The noisy image of the protocol: Gaussian ``N(0, (σ/255)²)``, or that clipped + 8-bit.
@@ -118,13 +124,7 @@ def evaluate(
                 "ssim": ssim(out, clean), "seconds": seconds,
             })
     names = ["noisy", *methods]
-    mean = {
-        m: {
-            key: float(np.mean([r[key] for r in rows if r["method"] == m]))
-            for key in ("psnr", "ssim", "seconds")
-        }
-        for m in names
-    }
+    mean = mean_by_method(rows, names)
     return {
         "data": str(data), "sigma": sigma, "seed": seed, "noise": noise,
         "images": [p.name for p in files],

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from n3seq_image.data import list_images, load_image
+from n3seq_image.evaluate import mean_by_method
 from n3seq_image.sr import SRMethod, bicubic, check_scale, finish, prepare, sr_psnr, sr_ssim
 from n3seq_image.upscale import get_sr_method
 
@@ -78,13 +79,7 @@ def evaluate_sr(
                 "ssim": sr_ssim(out, hr, scale), "seconds": seconds,
             })
     names = list(all_methods)
-    mean = {
-        m: {
-            key: float(np.mean([r[key] for r in rows if r["method"] == m]))
-            for key in ("psnr", "ssim", "seconds")
-        }
-        for m in names
-    }
+    mean = mean_by_method(rows, names)
     return {
         "task": "sr", "data": str(data), "scale": scale, "protocol": PROTOCOL,
         "images": [p.name for p in files], "methods": names, "rows": rows, "mean": mean,
