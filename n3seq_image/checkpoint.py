@@ -337,6 +337,7 @@ def save_checkpoint(
     step: int,
     state: dict[str, Any] | None = None,
     keep: int = 2,
+    weights_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Writes ``run_dir/checkpoints/step_<step>/`` atomically and points ``latest.json`` at it.
 
@@ -347,6 +348,9 @@ def save_checkpoint(
         step: number of optimisation steps done.
         state: extra JSON-serialisable training state (arguments, log, best PSNR…).
         keep: how many most recent checkpoints to keep (older ones are deleted).
+        weights_extra: notes for the checkpoint's ``model.safetensors`` (as in
+            :func:`save_weights`; the trainer gives those of its final weights file, so that a
+            checkpoint's weights work wherever a weights file does); ``step`` is added.
 
     Returns:
         The checkpoint folder.
@@ -360,7 +364,8 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
         os.chmod(tmp, dir_mode())  # mkdtemp's 0700 would differ from every other folder
-        save_weights(tmp / "model.safetensors", model, extra={"step": step})
+        notes = {**(weights_extra or {}), "step": step}
+        save_weights(tmp / "model.safetensors", model, extra=notes)
         rng_json, rng_torch = _rng_state()
         tensors: dict[str, torch.Tensor] = {"rng.torch": rng_torch}
         groups: list[dict[str, Any]] = []

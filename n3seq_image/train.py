@@ -574,13 +574,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 context=lambda: autocast(cfg.precision, device),
             )
 
+    def weights_extra() -> dict[str, Any]:
+        """The weights file's notes (the final file's and every checkpoint's)."""
+        extra = {
+            "sigma": cfg.sigma, "steps": step, "batch_size": cfg.batch_size, "crop": cfg.crop,
+            "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
+            "finished": step >= cfg.steps,
+        }
+        return sr_weights_extra(cfg, extra) if cfg.task == "sr" else extra
+
     def checkpoint() -> None:
         if info.main:
             state = {
                 "config": asdict(cfg), "log": log,
                 "elapsed_s": elapsed_before + time.monotonic() - t0,
             }
-            save_checkpoint(run_dir, model, optimizer, step, state, keep=cfg.keep_checkpoints)
+            save_checkpoint(run_dir, model, optimizer, step, state, keep=cfg.keep_checkpoints,
+                            weights_extra=weights_extra())
             write_logs(run_dir, log)
 
     interrupt = StopRequest.install()
@@ -641,16 +651,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "finished": step >= cfg.steps,
     }
     if info.main:
-        extra = {
-            "sigma": cfg.sigma, "steps": step, "batch_size": cfg.batch_size, "crop": cfg.crop,
-            "seed": cfg.seed, "val_psnr": last_val, "train_data": Path(cfg.data).name,
-            "finished": step >= cfg.steps,
-        }
-        if cfg.task == "sr":
-            extra = sr_weights_extra(cfg, extra)
         if calibrated_at != step:  # the buffers are training averages since the last one
             recalibrate()
-        save_weights(run_dir / "model.safetensors", model, extra=extra)
+        save_weights(run_dir / "model.safetensors", model, extra=weights_extra())
         write_logs(run_dir, log)
     if info.enabled:
         dist.barrier()

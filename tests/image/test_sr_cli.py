@@ -269,6 +269,14 @@ class TestTrainSR:
         assert not summary["finished"] and "stopped at step 2 of 3" in err
         assert "1 of 4 training images are smaller than crop=80" in err
         assert "val_psnr" in err  # the progress bar shows the validation PSNR
+        # A checkpoint's weights carry the run's notes: they serve upscale like the final file.
+        ckpt = run_dir / "checkpoints" / "step_0000001" / "model.safetensors"
+        _, info = read_weights(ckpt)
+        assert info["extra"]["task"] == "sr" and info["extra"]["scales"] == [2, 3, 4]
+        assert info["extra"]["step"] == 1 and info["extra"]["finished"] is False
+        code, _, err = run(capsys, "upscale", val / "g.png", tmp_path / "ckpt.png", "--scale", 2,
+                           "--model", ckpt, "--no-progress")
+        assert code == 0, err
         code, out, err = run(capsys, *args, "--steps", 3, "--resume")
         assert code == 0, err
         assert json.loads(out)["step"] == 3 and json.loads(out)["finished"]
