@@ -141,8 +141,9 @@ class Runner:
 
 
 def _mean(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
-    return {m: {k: float(np.mean([r[k] for r in rows if r["method"] == m]))
-                for k in ("psnr", "ssim", "seconds")} for m in names}
+    from n3seq_image.evaluate import mean_by_method
+
+    return mean_by_method(rows, names)
 
 
 def check_denoise(
