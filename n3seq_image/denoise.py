@@ -158,7 +158,13 @@ def tile_spans(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
         ``(size, starts)``: one tile ``[0, length)`` when ``length <= tile``, else tiles
         ``[s, s + size)`` for each ``s`` in ``starts``; the first starts at 0 and the last
         ends at ``length``.
+
+    Raises:
+        ValueError: ``length < 1``, or ``tile``/``overlap`` as :func:`check_tiling` refuses.
     """
+    check_tiling(tile, overlap)
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length must be an int >= 1, got {length!r}")
     if length <= tile:
         return length, [0]
     count = math.ceil((length - overlap) / (tile - overlap))

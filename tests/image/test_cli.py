@@ -156,6 +156,17 @@ class TestTiling:
             fewest = 1 + -(-(length - tile) // (tile - overlap))
             assert len(starts) == fewest
 
+    @pytest.mark.parametrize(("length", "tile", "overlap", "message"), [
+        (0, 512, 48, "length must be an int >= 1, got 0"),
+        (100.0, 512, 48, "length must be an int >= 1, got 100.0"),
+        (100, 64, 8, "tile must be >= 80, got 64"),
+        (100, 96, 48, r"overlap must be in \[0, tile/2\), got 48 for tile 96"),
+        (100, 96, -1, r"overlap must be in \[0, tile/2\), got -1"),
+    ])
+    def test_tile_spans_rejects_bad_arguments(self, length, tile, overlap, message):
+        with pytest.raises(ValueError, match=message):
+            tile_spans(length, tile, overlap)
+
     def test_tile_spans_shrink_tiles_to_what_covering_needs(self):
         # 1024 px in 512-px tiles with 48 px overlap: 3 tiles are needed; 374 px each suffice
         assert tile_spans(1024, 512, 48) == (374, [0, 325, 650])
