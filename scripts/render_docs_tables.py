@@ -32,6 +32,13 @@ Usage (from the repository root)::
 
 ``make test`` runs the check (tests/test_render_docs_tables.py). Exit status 2 means a bad
 marker or JSON; the message names the page, the table and what is wrong.
+
+Numbers quoted in the prose around a table go stale when the table is re-rendered, so
+``make test`` also checks them: a decimal with four or more significant digits in prose must
+equal, to the digits shown, a number of the page's tables, of the JSON its markers read, or of
+a file named in a ``<!-- number-sources: PATH ... -->`` comment (relative to the page), or be
+listed, with the reason, in a ``<!-- quoted-numbers: N ... (why) -->`` comment (published
+figures, constants of a standard, development runs).
 """
 
 from __future__ import annotations

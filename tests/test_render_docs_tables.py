@@ -198,3 +198,98 @@ def test_results_tables_in_the_docs_are_rendered_from_result_json():
                 hand.append(f"{name}: {rows[0]}")
     assert hand == [], ("hand-written results tables (put them between render markers, "
                         f"see scripts/render_docs_tables.py): {hand}")
+
+
+# Prose that quotes a measured number must quote it from somewhere the page names, so that a
+# re-rendered table cannot leave the sentence under it stale. A "quoted result" is a decimal
+# with at least four significant digits in prose (not in code, inline code, comments or
+# table rows). It must equal, to the digits shown, a number of the page's tables, of the JSON
+# files its render markers read (src=...), of the files a `<!-- number-sources: PATH ... -->`
+# comment names (relative to the page), or be listed in a `<!-- quoted-numbers: N ... -->`
+# comment (figures quoted from papers, constants of a standard, development runs), which
+# should say why.
+PROSE_NUMBER = re.compile(r"(?<![\w.])[-−]?\d+\.\d+(?:e[-−]?\d+)?")
+NUMBER_SOURCES = re.compile(r"<!-- number-sources: (.*?)-->", re.S)
+QUOTED_NUMBERS = re.compile(r"<!-- quoted-numbers: (.*?)-->", re.S)
+MARKER_SOURCE = re.compile(r"<!-- table:\S+ .*?\bsrc=\"?([^\s\"]+)")
+
+
+def _significant_digits(number: str) -> int:
+    return len(number.lstrip("-−").split("e")[0].replace(".", "").lstrip("0"))
+
+
+def _prose_numbers(text: str) -> list[tuple[int, str]]:
+    """``(line, number)`` of the quoted results in the prose of a page."""
+    found, fenced = [], False
+    text = re.sub(r"<!--.*?-->", lambda m: "\n" * m.group().count("\n"), text, flags=re.S)
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced or line.lstrip().startswith("|"):
+            continue
+        prose = re.sub(r"`[^`]*`", "", line)
+        found += [(number, n) for n in PROSE_NUMBER.findall(prose) if _significant_digits(n) >= 4]
+    return found
+
+
+def _source_numbers(text: str) -> set[str]:
+    """Every number written in the given text (tables, JSON, CSV), as it is written."""
+    return {n.replace("−", "-") for n in re.findall(r"[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)}
+
+
+def _shows(value: str, number: str) -> bool:
+    """Whether ``value`` (from a source) shows as ``number`` to the digits ``number`` has."""
+    try:
+        x, n = float(value), float(number.replace("−", "-"))
+    except ValueError:
+        return False
+    mantissa = number.lstrip("-−").split("e")[0]
+    if (x < 0) != (n < 0):
+        return False
+    if "e" in number:
+        digits = _significant_digits(number)
+        return f"{abs(x):.{digits - 1}e}" == f"{abs(n):.{digits - 1}e}"
+    return f"{abs(x):.{len(mantissa.split('.')[1])}f}" == mantissa
+
+
+def _unsourced_numbers(page: Path) -> list[str]:
+    text = page.read_text(encoding="utf-8")
+    sources = [line for line in text.splitlines() if line.lstrip().startswith("|")]
+    files = [page.parent / src for src in MARKER_SOURCE.findall(text)]
+    for listed in NUMBER_SOURCES.findall(text):
+        files += [page.parent / name for name in listed.split()]
+    for path in files:
+        assert path.is_file(), f"{page}: number source {path} does not exist"
+        sources.append(path.read_text(encoding="utf-8"))
+    quoted = {n for listed in QUOTED_NUMBERS.findall(text) for n in PROSE_NUMBER.findall(listed)}
+    values = _source_numbers("\n".join(sources))
+    return [f"line {line}: {n}" for line, n in _prose_numbers(text)
+            if n not in quoted and not any(_shows(v, n) for v in values)]
+
+
+def test_a_quoted_number_must_be_found_in_its_page_sources(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [{"psnr": 30.1549, "mse": 0.00112031}]}))
+    (tmp_path / "log.csv").write_text("step,val\n250,28.7449\n")
+    page = tmp_path / "page.md"
+    marker = "<!-- table:t src=r.json cols=\"psnr\" -->\n<!-- /table:t -->\n"
+    page.write_text(marker + "We reach 30.15 dB and 0.001120 (1.120e-03); σ = 25.5.\n")
+    assert _unsourced_numbers(page) == []  # 25.5 has 3 digits: not a quoted result
+    page.write_text(marker + "We reach 30.16 dB; `--lr 2.514e-4` is code.\n```\n1.2345\n```\n")
+    assert _unsourced_numbers(page) == ["line 3: 30.16"]
+    page.write_text(marker + "It scored 28.74 dB, the paper 29.97.\n"
+                    "<!-- number-sources: log.csv -->\n<!-- quoted-numbers: 29.97 (paper) -->\n")
+    assert _unsourced_numbers(page) == []
+    page.write_text("Stale: 28.75.\n<!-- number-sources: log.csv -->\n")
+    assert _unsourced_numbers(page) == ["line 1: 28.75"]
+
+
+def test_quoted_numbers_in_the_docs_come_from_their_sources():
+    stale = {}
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        if found := _unsourced_numbers(page):
+            stale[page.relative_to(ROOT).as_posix()] = found
+    assert stale == {}, (
+        "numbers quoted in prose that no source of their page holds (update them from the "
+        "rendered tables / JSON, or name their source with <!-- number-sources: PATH --> or "
+        f"<!-- quoted-numbers: N (why) -->): {stale}")
