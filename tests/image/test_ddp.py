@@ -99,3 +99,62 @@ def test_two_processes_match_one(tmp_path):
     b = load_model(tmp_path / "single" / "model.safetensors").state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def nan_worker(rank: int, port: int, out_dir: str, cfg: TrainConfig) -> None:
+    """Trains under DDP with a NaN in rank 1's shard of global step 2 only; each rank saves
+    its own weights and step losses after every step."""
+    from datetime import timedelta
+
+    import n3seq_image.train as trainer
+
+    os.environ.update({
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+        "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank),
+    })
+    torch.set_num_threads(1)
+    # a short timeout: a rank that skipped the gradient all-reduce would hang the other
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60))
+    batch, step = RandomCropDataset.batch, trainer.optimizer_step
+    losses: list[float] = []
+
+    def poisoned(self, indices):
+        noisy, clean = batch(self, indices)
+        if rank == 1 and indices.start == shard_indices(1, BATCH, 1, WORLD).start:
+            clean = clean * float("nan")
+        return noisy, clean
+
+    def recorded(loss, model, *args):
+        losses.append(step(loss, model, *args))
+        weights = {n: p.detach().contiguous() for n, p in model.named_parameters()}
+        weights["losses"] = torch.tensor(losses)
+        save_file(weights, os.path.join(out_dir, f"rank{rank}.safetensors"))
+        return losses[-1]
+
+    RandomCropDataset.batch, trainer.optimizer_step = poisoned, recorded
+    try:
+        train(cfg)
+    finally:
+        RandomCropDataset.batch, trainer.optimizer_step = batch, step
+        dist.destroy_process_group()
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    data = write_folder(tmp_path / "data", count=3, size=40)
+    cfg = TrainConfig(
+        data=str(data), out=str(tmp_path / "ddp"), model="dncnn", model_config=CONFIG,
+        sigma="25", steps=4, batch_size=BATCH, crop=24, val_every=2, checkpoint_every=4,
+        progress=False, precision="float32",
+    )
+    mp.spawn(nan_worker, args=(free_port(), str(tmp_path), cfg), nprocs=WORLD, join=True)
+    import json
+
+    log = json.loads((tmp_path / "ddp" / "log.json").read_text())
+    assert [row["skipped"] for row in log] == [1, 1]  # step 2 skipped, once
+    a = load_file(str(tmp_path / "rank0.safetensors"))
+    b = load_file(str(tmp_path / "rank1.safetensors"))
+    for losses in (a.pop("losses"), b.pop("losses")):  # rank 0's own loss was finite
+        assert len(losses) == 4 and losses[1].isnan() and losses[[0, 2, 3]].isfinite().all()
+    for key in a:
+        assert torch.isfinite(a[key]).all(), key
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)  # the ranks stay in step
