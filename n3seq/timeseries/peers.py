@@ -408,7 +408,8 @@ class SeasonalLevelPeer(Peer):
 
     def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
         history = _as_series(history, "history")
-        return self._naive.forecast(history, horizon) + self._shifts(history)[-1]
+        recent = history[-(self.m + self.period):]  # all the last shift depends on
+        return self._naive.forecast(history, horizon) + self._shifts(recent)[-1]
 
     def fitted(self, series: np.ndarray) -> np.ndarray:
         """The value one season earlier shifted by the level difference of the ``m`` steps
