@@ -66,16 +66,21 @@ def worker(rank: int, port: int, out_dir: str, cfg: TrainConfig) -> None:
         dist.destroy_process_group()
 
 
-def test_two_processes_match_one(tmp_path):
+def ddp_config(tmp_path) -> TrainConfig:
+    """4 steps of a small DnCNN on 3 images, written to ``tmp_path/ddp``."""
     data = write_folder(tmp_path / "data", count=3, size=40)
-    cfg = TrainConfig(
+    return TrainConfig(
         data=str(data), out=str(tmp_path / "ddp"), model="dncnn", model_config=CONFIG,
         sigma="25", steps=4, batch_size=BATCH, crop=24, val_every=2, checkpoint_every=4,
         progress=False,
         # float32: bf16 autocast rounds each rank's half-batch activations differently from
-        # the combined batch's, which the 1e-6 comparison below would see
+        # the combined batch's, which the 1e-6 comparisons would see
         precision="float32",
     )
+
+
+def test_two_processes_match_one(tmp_path):
+    cfg = ddp_config(tmp_path)
     try:
         mp.spawn(worker, args=(free_port(), str(tmp_path), cfg), nprocs=WORLD, join=True)
     except Exception as exc:  # pragma: no cover - environment without working gloo
@@ -140,12 +145,7 @@ def nan_worker(rank: int, port: int, out_dir: str, cfg: TrainConfig) -> None:
 
 
 def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
-    data = write_folder(tmp_path / "data", count=3, size=40)
-    cfg = TrainConfig(
-        data=str(data), out=str(tmp_path / "ddp"), model="dncnn", model_config=CONFIG,
-        sigma="25", steps=4, batch_size=BATCH, crop=24, val_every=2, checkpoint_every=4,
-        progress=False, precision="float32",
-    )
+    cfg = ddp_config(tmp_path)
     mp.spawn(nan_worker, args=(free_port(), str(tmp_path), cfg), nprocs=WORLD, join=True)
     import json
 
