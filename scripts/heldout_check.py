@@ -140,12 +140,6 @@ class Runner:
                                f"{err.strip().splitlines()[-1] if err.strip() else ''}")
 
 
-def _mean(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
-    from n3seq_image.evaluate import mean_by_method
-
-    return mean_by_method(rows, names)
-
-
 def check_denoise(
     models: list[str],
     sigma: float,
@@ -166,7 +160,7 @@ def check_denoise(
     """
     from n3seq_image.data import load_image, save_image
     from n3seq_image.denoise import bm3d_available
-    from n3seq_image.evaluate import make_noisy
+    from n3seq_image.evaluate import make_noisy, mean_by_method
     from n3seq_image.metrics import psnr, ssim
 
     runner = runner or Runner()
@@ -210,7 +204,7 @@ def check_denoise(
                      "noise seeded [seed, i], clipped and quantised to 8 bits, saved as 8-bit "
                      "PNG; n3seq-image denoise on that file; PSNR/SSIM of the written output"),
         "size": size, "runner": runner.mode, "specs": {m: s for m, (s, _) in specs.items()},
-        "images": list(photos), "methods": names, "rows": rows, "mean": _mean(rows, names),
+        "images": list(photos), "methods": names, "rows": rows, "mean": mean_by_method(rows, names),
     }
 
 
@@ -248,6 +242,7 @@ def check_sr(
         always), ``mean``, ``images``, ``methods``, ``task: "sr"``, ``scale``.
     """
     from n3seq_image.data import load_image, save_image
+    from n3seq_image.evaluate import mean_by_method
     from n3seq_image.sr import check_scale, luma, mod_crop, sr_psnr, sr_ssim
 
     scale = check_scale(scale)
@@ -284,7 +279,7 @@ def check_sr(
                      "file; PSNR/SSIM on Y (rgb2ycbcr of the 8-bit output) with `scale` px "
                      "shaved"),
         "size": size, "luma_only": luma_only, "runner": runner.mode, "specs": specs,
-        "images": list(photos), "methods": names, "rows": rows, "mean": _mean(rows, names),
+        "images": list(photos), "methods": names, "rows": rows, "mean": mean_by_method(rows, names),
     }
 
 
