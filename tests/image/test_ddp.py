@@ -8,6 +8,7 @@ sharding, DDP's gradient averaging and the training loop are what is under test.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import replace
@@ -147,7 +148,6 @@ def nan_worker(rank: int, port: int, out_dir: str, cfg: TrainConfig) -> None:
 def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     cfg = ddp_config(tmp_path)
     mp.spawn(nan_worker, args=(free_port(), str(tmp_path), cfg), nprocs=WORLD, join=True)
-    import json
 
     log = json.loads((tmp_path / "ddp" / "log.json").read_text())
     assert [row["skipped"] for row in log] == [1, 1]  # step 2 skipped, once
