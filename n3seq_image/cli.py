@@ -219,6 +219,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return cmd_evaluate_sr(args)
     if args.sigma is None:
         raise UsageError("--sigma is required for --task denoise")
+    if args.scale is not None:
+        raise UsageError(f"--scale {args.scale} applies to --task sr only (add --task sr)")
     baselines = [b for b in (args.baselines or "").split(",") if b]
     unknown = set(baselines) - {"dncnn", "nlmeans", "bm3d"}
     if unknown:
@@ -252,7 +254,8 @@ def cmd_evaluate_sr(args: argparse.Namespace) -> int:
     """``n3seq-image evaluate --task sr`` (see :mod:`n3seq_image.sr_evaluate`)."""
     if args.scale is None:
         raise UsageError("--scale is required for --task sr")
-    for option, value, default in (("--noise", args.noise, "gaussian"),
+    for option, value, default in (("--sigma", args.sigma, None),
+                                   ("--noise", args.noise, "gaussian"),
                                    ("--precision", args.precision, "auto")):
         if value != default:
             raise UsageError(f"{option} {value} applies to --task denoise only, not --task sr")

@@ -148,6 +148,26 @@ def _open_image(path: Path) -> Any:
     return img
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header, without decoding the pixels.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ImageReadError: ``path`` is not an image file PIL can identify.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    return height, width
+
+
 def load_image(path: str | Path, grayscale: bool = True) -> np.ndarray:
     """Reads an image file as float32 in ``[0, 1]`` (any PIL mode, see :func:`read_image`).
 

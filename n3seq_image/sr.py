@@ -136,6 +136,10 @@ def sr_psnr(estimate: np.ndarray, target: np.ndarray, scale: int) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
+#: Side of SSIM's Gaussian window: the smallest image SSIM scores, after shaving.
+SSIM_WINDOW = 11
+
+
 def sr_ssim(estimate: np.ndarray, target: np.ndarray, scale: int) -> float:
     """SSIM of Wang et al. (11×11 Gaussian window, σ = 1.5) with ``scale`` pixels shaved.
 
@@ -146,8 +150,10 @@ def sr_ssim(estimate: np.ndarray, target: np.ndarray, scale: int) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _pair(estimate, target, scale)
-    if min(a.shape) < 11:
-        raise ValueError(f"SSIM needs at least 11×11 px after shaving, got {a.shape}")
+    if min(a.shape) < SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} px after shaving, got {a.shape}"
+        )
     return float(structural_similarity(
         a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     ))

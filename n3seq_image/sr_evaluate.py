@@ -19,9 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from n3seq_image.data import list_images, load_image
+from n3seq_image.data import image_size, list_images, load_image
 from n3seq_image.evaluate import mean_by_method
-from n3seq_image.sr import SRMethod, bicubic, check_scale, finish, prepare, sr_psnr, sr_ssim
+from n3seq_image.sr import (
+    SSIM_WINDOW,
+    SRMethod,
+    bicubic,
+    check_scale,
+    finish,
+    prepare,
+    sr_psnr,
+    sr_ssim,
+)
 from n3seq_image.upscale import get_sr_method
 
 #: One line on the protocol, stored in the results.
@@ -61,6 +70,7 @@ def evaluate_sr(
     scale = check_scale(scale)
     all_methods = {"bicubic": bicubic, **{k: v for k, v in methods.items() if k != "bicubic"}}
     files = list_images(data)[skip:][:limit]
+    check_test_image_sizes(files, scale)
     rows: list[dict[str, Any]] = []
     for path in tqdm(files, desc=f"evaluate x{scale}", disable=not progress, file=sys.stderr):
         hr, lr = prepare(load_image(path, grayscale=False), scale)
@@ -84,6 +94,26 @@ def evaluate_sr(
         "task": "sr", "data": str(data), "scale": scale, "protocol": PROTOCOL,
         "images": [p.name for p in files], "methods": names, "rows": rows, "mean": mean,
     }
+
+
+def check_test_image_sizes(files: list[Path], scale: int) -> None:
+    """Fails before any method runs when a test image is too small to be scored at ``scale``.
+
+    After mod-cropping and shaving ``scale`` pixels from every border, both sides must still
+    hold SSIM's window (:data:`~n3seq_image.sr.SSIM_WINDOW` pixels).
+
+    Raises:
+        ValueError: naming the first such file, its size and the smallest usable side.
+    """
+    smallest = 2 * scale + SSIM_WINDOW
+    for path in files:
+        height, width = image_size(path)
+        if min(height - height % scale, width - width % scale) < smallest:
+            raise ValueError(
+                f"test image {path} ({width}×{height} px) is too small for x{scale}: after "
+                f"mod-cropping to the scale both sides must be at least {smallest} px ({scale} "
+                f"px are shaved from every border, then SSIM needs {SSIM_WINDOW}×{SSIM_WINDOW})"
+            )
 
 
 def method_name(spec: str) -> str:

@@ -194,9 +194,68 @@ class TestBlindModel:
 
 
 @pytest.mark.parametrize("extra", [["--noise", "clipped"], ["--precision", "bfloat16"],
-                                   ["--precision", "float32"]])
+                                   ["--precision", "float32"], ["--sigma", "25"]])
 def test_denoise_only_options_refused_for_sr(capsys, tmp_path, data, extra):
     code, _, err = call(capsys, "evaluate", "--task", "sr", "--scale", 2, "--data", data,
                         "--json", tmp_path / "r.json", *extra)
     one_line_error(err, code, 2, "applies to --task denoise only")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_scale_refused_for_denoise(capsys, tmp_path, data):
+    code, _, err = call(capsys, "evaluate", "--sigma", 25, "--scale", 2, "--data", data,
+                        "--json", tmp_path / "r.json")
+    one_line_error(err, code, 2, "--scale 2 applies to --task sr only")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_sr_test_image_too_small_named_before_any_method_runs(capsys, tmp_path, monkeypatch):
+    from n3seq_image.data import save_image
+    from tests.image._helpers import smooth_image
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    save_image(folder / "a_big.png", smooth_image(48, 1))
+    # x7: mod-cropped to 21, below 2 * 7 + 11 = 25 (7 px shaved per border, then SSIM's 11×11)
+    save_image(folder / "b_small.png", smooth_image(24, 2))
+    calls = []
+    monkeypatch.setattr("n3seq_image.sr_evaluate.prepare", lambda *a: calls.append(a))
+    code, _, err = call(capsys, "evaluate", "--task", "sr", "--scale", 7, "--model", "bicubic",
+                        "--data", folder, "--json", tmp_path / "r.json", "--no-progress")
+    one_line_error(err, code, 1, "b_small.png (24×24 px) is too small for x7")
+    assert "at least 25 px" in err and calls == [] and not (tmp_path / "r.json").exists()
+    # at x4 the same image is large enough (24 >= 19), and is scored
+    monkeypatch.undo()
+    code, _, err = call(capsys, "evaluate", "--task", "sr", "--scale", 4, "--model", "bicubic",
+                        "--data", folder, "--json", tmp_path / "r.json", "--no-progress")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_sr_size_check_accepts_exactly_the_images_that_can_be_scored(tmp_path, monkeypatch,
+                                                                      scale):
+    import n3seq_image.sr_evaluate as sr_evaluate
+    from n3seq_image.data import save_image
+    from tests.image._helpers import smooth_image
+
+    check, outcomes = sr_evaluate.check_test_image_sizes, set()
+    for side in range(2 * scale + 6, 2 * scale + 16):
+        folder = tmp_path / f"s{side}"
+        folder.mkdir()
+        path = folder / "img.png"
+        save_image(path, smooth_image(64, side)[:side, : side + 5])  # height is the short side
+        try:
+            check([path], scale)
+            accepted = True
+        except ValueError:
+            accepted = False
+        monkeypatch.setattr(sr_evaluate, "check_test_image_sizes", lambda *a: None)
+        try:
+            sr_evaluate.evaluate_sr({}, folder, scale, progress=False)
+            scored = True
+        except ValueError:
+            scored = False
+        monkeypatch.undo()
+        assert accepted == scored, (scale, side, accepted, scored)
+        outcomes.add(accepted)
+    assert outcomes == {True, False}  # the sizes straddle the limit
