@@ -278,6 +278,10 @@ def bm3d_available() -> bool:
     return True
 
 
+#: The ``bm3d`` package's block side.
+BM3D_BLOCK = 8
+
+
 def bm3d_denoiser(sigma: float) -> Denoiser:
     """BM3D from the ``bm3d`` package (``pip install bm3d``)."""
     try:
@@ -285,8 +289,18 @@ def bm3d_denoiser(sigma: float) -> Denoiser:
     except ImportError as exc:
         raise ImportError("BM3D needs the optional package: pip install bm3d") from exc
     s = check_real("sigma", sigma, positive=True) / 255.0
-    return lambda img: np.asarray(bm3d.bm3d(img, sigma_psd=s), dtype=np.float32).reshape(
-        img.shape)
+
+    def denoise(img: np.ndarray) -> np.ndarray:
+        height, width = np.shape(img)[:2]
+        # the package's C code raises below its 8×8 block and crashes the process at exactly 8×8
+        if min(height, width) < BM3D_BLOCK or (height, width) == (BM3D_BLOCK, BM3D_BLOCK):
+            raise ValueError(
+                f"bm3d needs an image larger than {BM3D_BLOCK}×{BM3D_BLOCK} px (its block), "
+                f"with both sides at least {BM3D_BLOCK}; got {width}×{height}"
+            )
+        return np.asarray(bm3d.bm3d(img, sigma_psd=s), dtype=np.float32).reshape(img.shape)
+
+    return denoise
 
 
 def load_network(spec: str) -> nn.Module:

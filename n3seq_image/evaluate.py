@@ -26,9 +26,16 @@ import numpy as np
 
 from n3seq._provenance import run_metadata
 from n3seq_image.checkpoint import atomic_write
-from n3seq_image.data import add_noise, list_images, load_image, parse_sigma, quantize_8bit
+from n3seq_image.data import (
+    add_noise,
+    image_size,
+    list_images,
+    load_image,
+    parse_sigma,
+    quantize_8bit,
+)
 from n3seq_image.denoise import Denoiser, bm3d_available, get_denoiser
-from n3seq_image.metrics import psnr, ssim
+from n3seq_image.metrics import SSIM_WINDOW, psnr, ssim
 
 #: Noise kinds of :func:`evaluate`: ``gaussian`` (not clipped) and ``clipped`` (8-bit).
 NOISE_KINDS = ("gaussian", "clipped")
@@ -106,6 +113,11 @@ def evaluate(
     if not files:
         raise ValueError(f"skip={skip} leaves none of the {len(every)} images of {data} to "
                          "evaluate")
+    for path in files:
+        height, width = image_size(path)
+        if min(height, width) < SSIM_WINDOW:
+            raise ValueError(f"test image {path} ({width}×{height} px) is too small: SSIM needs "
+                             f"at least {SSIM_WINDOW}×{SSIM_WINDOW} px")
     rows: list[dict[str, Any]] = []
     for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress, file=sys.stderr)):
         i = skip + j
@@ -117,7 +129,10 @@ def evaluate(
         })
         for name, denoiser in methods.items():
             t0 = time.perf_counter()
-            out = np.clip(denoiser(noisy), 0.0, 1.0)
+            try:
+                out = np.clip(denoiser(noisy), 0.0, 1.0)
+            except ValueError as exc:
+                raise ValueError(f"{name} on {path}: {exc}") from exc
             seconds = time.perf_counter() - t0
             rows.append({
                 "image": path.name, "method": name, "psnr": psnr(out, clean),

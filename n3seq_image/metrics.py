@@ -80,6 +80,10 @@ def batch_psnr(estimate: Tensor, target: Tensor, data_range: float = 1.0) -> Ten
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
+#: Side of scikit-image's default SSIM window: the smallest image :func:`ssim` scores.
+SSIM_WINDOW = 7
+
+
 def ssim(
     estimate: np.ndarray | Tensor, target: np.ndarray | Tensor, data_range: float = 1.0
 ) -> float:
@@ -95,8 +99,13 @@ def ssim(
         raise ValueError(
             f"estimate and target must have the same shape, got {a.shape} and {b.shape}"
         )
+    if a.ndim not in (2, 3):
+        raise ValueError(f"ssim expects (H, W) or (H, W, C) images, got shape {a.shape}")
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(
+            f"ssim needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} px (its window), got "
+            f"shape {a.shape}"
+        )
     if a.ndim == 3:
         return float(structural_similarity(a, b, data_range=data_range, channel_axis=-1))
-    if a.ndim != 2:
-        raise ValueError(f"ssim expects (H, W) or (H, W, C) images, got shape {a.shape}")
     return float(structural_similarity(a, b, data_range=data_range))

@@ -474,3 +474,21 @@ class TestWithoutSigma:
         save_image(tmp_path / "rgb.png", rgb)
         result = denoise_file_report(tmp_path / "rgb.png", tmp_path / "o.png", model="nlmeans")
         assert abs(result.sigma - 20) < 1.5  # channels at 10, 20, 30
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 20), (20, 7), (8, 8, 3)])
+def test_bm3d_refuses_images_its_block_does_not_fit(shape):
+    # the bm3d package raises below 8 px and kills the process (SIGSEGV) at exactly 8×8
+    if not denoise_mod.bm3d_available():
+        pytest.skip("bm3d is not installed")
+    with pytest.raises(ValueError, match=r"bm3d needs an image larger than 8×8 px"):
+        denoise_mod.bm3d_denoiser(25)(np.zeros(shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("shape", [(8, 9), (9, 8), (9, 9)])
+def test_bm3d_denoises_the_smallest_images_it_handles(shape):
+    if not denoise_mod.bm3d_available():
+        pytest.skip("bm3d is not installed")
+    noisy = np.random.default_rng(0).random(shape).astype(np.float32)
+    out = denoise_mod.bm3d_denoiser(25)(noisy)
+    assert out.shape == shape and np.isfinite(out).all()

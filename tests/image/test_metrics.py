@@ -66,6 +66,13 @@ class TestSSIM:
         with pytest.raises(ValueError, match=r"\(H, W\)"):
             ssim(np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 1)))
 
+    @pytest.mark.parametrize("shape", [(6, 30), (30, 6), (6, 6, 3)])
+    def test_smaller_than_the_window_is_refused(self, shape):
+        with pytest.raises(ValueError, match=r"at least 7×7 px .*got shape"):
+            ssim(np.zeros(shape), np.zeros(shape))
+        grown = tuple(7 if n == 6 else n for n in shape)
+        assert ssim(np.zeros(grown), np.zeros(grown)) == pytest.approx(1.0)
+
 
 @pytest.fixture
 def flat_folder(tmp_path):
@@ -76,6 +83,14 @@ def flat_folder(tmp_path):
 
 
 class TestEvaluate:
+    def test_a_test_image_below_the_ssim_window_is_named_before_any_method_runs(self,
+                                                                               flat_folder):
+        save_image(flat_folder / "small.png", np.full((6, 40), 0.5, dtype=np.float32))
+        calls = []
+        with pytest.raises(ValueError, match=r"small\.png \(40×6 px\) is too small"):
+            evaluate({"spy": lambda x: calls.append(x) or x}, flat_folder, 25)
+        assert calls == []
+
     def test_hand_computed_psnr_and_output_clipping(self, flat_folder):
         clean = 77 / 255
         methods = {
