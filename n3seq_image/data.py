@@ -128,8 +128,12 @@ def _has_transparency(img: object) -> bool:
     return "transparency" in info or getattr(palette, "mode", "") == "RGBA"
 
 
-def _open_image(path: Path) -> Any:
-    """Opens and fully decodes an image file, turning every decoder failure into one error."""
+def _open_image(path: Path, decode: bool = True) -> Any:
+    """Opens an image file, turning every decoder failure into one error.
+
+    With ``decode`` the pixels are read and the EXIF orientation applied; without it only the
+    header is read (the caller closes the returned image).
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
@@ -138,10 +142,11 @@ def _open_image(path: Path) -> Any:
         raise ImageReadError(f"cannot read image {path}: not a file")
     try:
         img = Image.open(path)
-        img.load()
-        # Pixels as displayed: a camera's EXIF orientation is applied (the output, written
-        # without EXIF, would otherwise show rotated).
-        img = ImageOps.exif_transpose(img)
+        if decode:
+            img.load()
+            # Pixels as displayed: a camera's EXIF orientation is applied (the output, written
+            # without EXIF, would otherwise show rotated).
+            img = ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
             Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
@@ -149,22 +154,15 @@ def _open_image(path: Path) -> Any:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file from its header, without decoding the pixels.
+    """``(height, width)`` of an image file from its header, without decoding the pixels
+    (as stored: an EXIF rotation would swap the two).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ImageReadError: ``path`` is not an image file PIL can identify.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    with _open_image(Path(path), decode=False) as img:
+        width, height = img.size
     return height, width
 
 

@@ -14,8 +14,10 @@ from PIL import Image
 from n3seq_image import DnCNN, N3Block2d, N3Net
 from n3seq_image.color import rgb_to_y
 from n3seq_image.data import (
+    ImageReadError,
     add_noise,
     check_image_output,
+    image_size,
     load_folder,
     load_image,
     quantize_8bit,
@@ -136,3 +138,23 @@ def test_denoise_file_one_pixel_image_with_nlmeans(tmp_path):
     out = denoise_file(src, dst, sigma=25, model="nlmeans")
     assert out.shape == (1, 1)
     assert Image.open(dst).size == (1, 1)
+
+
+class TestImageSize:
+    def test_height_and_width_from_the_header(self, tmp_path):
+        path = tmp_path / "wide.png"
+        Image.fromarray(np.zeros((3, 11), np.uint8)).save(path)
+        assert image_size(path) == (3, 11)
+
+    @pytest.mark.parametrize("content", [b"", b"not an image"])
+    def test_unreadable_file_named(self, tmp_path, content):
+        path = tmp_path / "broken.png"
+        path.write_bytes(content)
+        with pytest.raises(ImageReadError, match=r"cannot read image .*broken\.png"):
+            image_size(path)
+
+    def test_missing_file_and_folder(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="image file not found"):
+            image_size(tmp_path / "nope.png")
+        with pytest.raises(ImageReadError, match="not a file"):
+            image_size(tmp_path)
