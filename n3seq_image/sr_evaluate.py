@@ -76,7 +76,10 @@ def evaluate_sr(
         hr, lr = prepare(load_image(path, grayscale=False), scale)
         for name, method in all_methods.items():
             t0 = time.perf_counter()
-            out = np.asarray(method(lr, scale))
+            try:
+                out = np.asarray(method(lr, scale))
+            except ValueError as exc:
+                raise ValueError(f"{name} on {path}: {exc}") from exc
             seconds = time.perf_counter() - t0
             if out.shape != hr.shape:
                 raise ValueError(

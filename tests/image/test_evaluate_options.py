@@ -259,3 +259,21 @@ def test_sr_size_check_accepts_exactly_the_images_that_can_be_scored(tmp_path, m
         assert accepted == scored, (scale, side, accepted, scored)
         outcomes.add(accepted)
     assert outcomes == {True, False}  # the sizes straddle the limit
+
+
+def test_a_failing_method_is_named_with_the_image(tmp_path):
+    from n3seq_image.data import save_image
+    from n3seq_image.sr_evaluate import evaluate_sr
+    from tests.image._helpers import smooth_image
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    save_image(folder / "first.png", smooth_image(40, 0))
+
+    def broken(*args):
+        raise ValueError("out of range")
+
+    with pytest.raises(ValueError, match=r"^broken on .*first\.png: out of range$"):
+        evaluate_sr({"broken": broken}, folder, 2, progress=False)
+    with pytest.raises(ValueError, match=r"^broken on .*first\.png: out of range$"):
+        evaluate({"broken": broken}, folder, 25, progress=False)
