@@ -113,11 +113,7 @@ def evaluate(
     if not files:
         raise ValueError(f"skip={skip} leaves none of the {len(every)} images of {data} to "
                          "evaluate")
-    for path in files:
-        height, width = image_size(path)
-        if min(height, width) < SSIM_WINDOW:
-            raise ValueError(f"test image {path} ({width}×{height} px) is too small: SSIM needs "
-                             f"at least {SSIM_WINDOW}×{SSIM_WINDOW} px")
+    check_min_side(files, SSIM_WINDOW, "", f"SSIM's {SSIM_WINDOW}×{SSIM_WINDOW} window")
     rows: list[dict[str, Any]] = []
     for j, path in enumerate(tqdm(files, desc="evaluate", disable=not progress, file=sys.stderr)):
         i = skip + j
@@ -145,6 +141,20 @@ def evaluate(
         "images": [p.name for p in files],
         "methods": names, "rows": rows, "mean": mean,
     }
+
+
+def check_min_side(files: list[Path], smallest: int, context: str, why: str) -> None:
+    """Names the first test image with a side under ``smallest`` px, before any method runs.
+
+    Raises:
+        ValueError: ``test image PATH (W×H px) is too small{context}: both sides must be at
+            least {smallest} px ({why})``.
+    """
+    for path in files:
+        height, width = image_size(path)
+        if min(height, width) < smallest:
+            raise ValueError(f"test image {path} ({width}×{height} px) is too small{context}: "
+                             f"both sides must be at least {smallest} px ({why})")
 
 
 def format_table(result: dict[str, Any]) -> str:

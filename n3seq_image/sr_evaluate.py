@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from n3seq_image.data import image_size, list_images, load_image
-from n3seq_image.evaluate import mean_by_method
+from n3seq_image.data import list_images, load_image
+from n3seq_image.evaluate import check_min_side, mean_by_method
 from n3seq_image.sr import (
     SSIM_WINDOW,
     SRMethod,
@@ -108,15 +108,12 @@ def check_test_image_sizes(files: list[Path], scale: int) -> None:
     Raises:
         ValueError: naming the first such file, its size and the smallest usable side.
     """
-    smallest = 2 * scale + SSIM_WINDOW
-    for path in files:
-        height, width = image_size(path)
-        if min(height - height % scale, width - width % scale) < smallest:
-            raise ValueError(
-                f"test image {path} ({width}×{height} px) is too small for x{scale}: after "
-                f"mod-cropping to the scale both sides must be at least {smallest} px ({scale} "
-                f"px are shaved from every border, then SSIM needs {SSIM_WINDOW}×{SSIM_WINDOW})"
-            )
+    cropped = 2 * scale + SSIM_WINDOW
+    check_min_side(
+        files, -(-cropped // scale) * scale, f" for x{scale}",
+        f"mod-cropped to the scale, at least {cropped} px: {scale} px are shaved from every "
+        f"border, then SSIM needs {SSIM_WINDOW}×{SSIM_WINDOW}",
+    )
 
 
 def method_name(spec: str) -> str:
