@@ -48,7 +48,7 @@ def sr_weights(name: str) -> Path:
 
     Raises:
         ValueError: unknown name.
-        FileNotFoundError: the file is not there (the trainings are pending).
+        FileNotFoundError: the file is not there (an incomplete installation).
     """
     if name not in SR_WEIGHTS:
         raise ValueError(
@@ -58,9 +58,9 @@ def sr_weights(name: str) -> Path:
     if not path.is_file():
         label = {"n3net": "N3Net-SR", "vdsr": "VDSR"}[name]
         raise FileNotFoundError(
-            f"no shipped {label} weights yet ({path} is missing: training pending, see "
-            f"docs/sr.md); use --model bicubic, or --model FILE.safetensors with weights from "
-            f"'n3seq-image train --task sr'"
+            f"the shipped {label} weights are missing ({path}; reinstall n3seq, or see "
+            f"docs/sr.md to train them); use --model bicubic, or --model FILE.safetensors "
+            f"with weights from 'n3seq-image train --task sr'"
         )
     return path
 

@@ -143,7 +143,7 @@ class TestUpscaleCommand:
             out = tmp_path / f"{model}.png"
             code, _, err = run(capsys, "upscale", grey_png, out, "--scale", 2, "--model", model)
             assert code == 1
-            assert f"no shipped {label} weights yet" in err and "training pending" in err
+            assert f"the shipped {label} weights are missing" in err and "reinstall" in err
             assert "--model bicubic" in err and not out.exists()
         # Once the file is there, the name loads it.
         identity_vdsr(tmp_path / "weights" / "vdsr.safetensors")
@@ -161,12 +161,7 @@ class TestUpscaleCommand:
 
         from n3seq_image.sr import prepare, sr_psnr
 
-        try:
-            weights = upscale_mod.sr_weights(model)
-        except FileNotFoundError as exc:
-            if model == "n3net":
-                raise
-            pytest.skip(str(exc))
+        weights = upscale_mod.sr_weights(model)
         notes = read_weights(weights)[1]["extra"]
         assert notes["task"] == "sr" and list(notes["scales"]) == [2, 3, 4] and notes["finished"]
         hr, lr = prepare(skdata.camera()[128:288, 160:320] / 255.0, scale)
